@@ -1,0 +1,301 @@
+/**
+ * What sampler.ts and sink.ts need identically, written once: environment parsing with named
+ * errors (exit 2), one-JSON-object-per-line logs, the /healthz /readyz /metrics server, an
+ * idempotent shutdown with a hard deadline, and the Kafka client settings both build from env.
+ * The programs' own logic stays in their own files.
+ */
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { connect as tcpConnect } from 'node:net';
+import Kafka, { KafkaJS } from '@confluentinc/kafka-javascript';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+
+// ---------------------------------------------------------------- configuration
+
+/** A setting was wrong: the message names the variable, the value and what was expected. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads settings from an env object, collecting every problem so that one run shows them all.
+ * Call done() after the last read: it throws one ConfigError listing each bad setting.
+ */
+export function envReader(env: Env) {
+  const problems: string[] = [];
+  const bad = (name: string, value: string, expected: string) =>
+    problems.push(`${name}=${JSON.stringify(value)}: expected ${expected}`);
+
+  function string(name: string, fallback: string, check?: (v: string) => string | undefined): string {
+    const raw = env[name];
+    const value = raw === undefined ? fallback : raw.trim();
+    const expected = check?.(value);
+    if (expected !== undefined) bad(name, raw ?? value, expected);
+    return value;
+  }
+
+  function number(name: string, fallback: number, opts: { min?: number; max?: number; integer?: boolean; unit?: string } = {}): number {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') return fallback;
+    const value = Number(raw.trim());
+    const { min = -Infinity, max = Infinity, integer = false, unit = '' } = opts;
+    const what = `${integer ? 'an integer' : 'a number'}${unit ? ` of ${unit}` : ''}` +
+      (min > -Infinity && max < Infinity ? ` from ${min} to ${max}` : min > -Infinity ? ` >= ${min}` : max < Infinity ? ` <= ${max}` : '');
+    if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) {
+      bad(name, raw, what);
+      return fallback;
+    }
+    return value;
+  }
+
+  function choice<T extends string>(name: string, fallback: T, choices: readonly T[]): T {
+    return string(name, fallback, (v) => (choices as readonly string[]).includes(v) ? undefined : `one of ${choices.join(', ')}`) as T;
+  }
+
+  function done(): void {
+    if (problems.length) throw new ConfigError(problems.join('\n'));
+  }
+  return { string, number, choice, done, problems };
+}
+
+/** Kafka's legal topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..". */
+export function checkTopic(name: string): string | undefined {
+  const ok = /^[a-zA-Z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..';
+  return ok ? undefined : 'a Kafka topic name: 1-249 characters of a-z A-Z 0-9 . _ -';
+}
+
+/** A non-empty comma-separated list of host:port. */
+export function checkBrokers(list: string): string | undefined {
+  const entries = list.split(',').map((s) => s.trim());
+  const ok = list.trim() !== '' && entries.every((e) => {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9._-]+):(\d{1,5})$/.exec(e);
+    return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+  });
+  return ok ? undefined : 'a comma-separated list of host:port, e.g. kafka:9092';
+}
+
+/**
+ * Any librdkafka property from env, without code changes: KAFKA_CONFIG_<NAME> where the name is
+ * upper-cased with `.` written as `_`, `_` as `__` and `-` as `___` (the apache/kafka image's rule).
+ * KAFKA_CONFIG_SASL_PASSWORD -> sasl.password, KAFKA_CONFIG_SECURITY_PROTOCOL -> security.protocol.
+ * Returns property -> value, and the env var each came from (for error messages).
+ */
+export function kafkaPassthrough(env: Env): { props: Record<string, string>; source: Record<string, string> } {
+  const props: Record<string, string> = {};
+  const source: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('KAFKA_CONFIG_') || value === undefined || name.length === 'KAFKA_CONFIG_'.length) continue;
+    const prop = name.slice('KAFKA_CONFIG_'.length).toLowerCase()
+      .replace(/___/g, '\u0001').replace(/__/g, '\u0002').replace(/_/g, '.')
+      .replace(/\u0001/g, '-').replace(/\u0002/g, '_');
+    props[prop] = value;
+    source[prop] = name;
+  }
+  return { props, source };
+}
+
+/** Settings that the programs own; passing them through would fight the named variables. */
+const ownedKafkaProps: Record<string, string> = {
+  'bootstrap.servers': 'KAFKA_BROKERS',
+  'metadata.broker.list': 'KAFKA_BROKERS',
+  'client.id': 'KAFKA_CLIENT_ID',
+};
+
+export function checkPassthrough(source: Record<string, string>): string[] {
+  return Object.entries(source).flatMap(([prop, name]) =>
+    ownedKafkaProps[prop] ? [`${name}: sets ${prop}, which ${ownedKafkaProps[prop]} owns; set that instead`] : []);
+}
+
+/** The part of every Kafka client config that comes from the shared settings. */
+export interface KafkaSettings {
+  brokers: string;
+  clientId: string;
+  passthrough: Record<string, string>;
+}
+
+export function kafkaClient(s: KafkaSettings, log: Logger): KafkaJS.Kafka {
+  return new KafkaJS.Kafka({
+    ...s.passthrough,
+    kafkaJS: {
+      brokers: s.brokers.split(',').map((b) => b.trim()),
+      clientId: s.clientId,
+      logger: kafkaLogger(log),
+      logLevel: KafkaJS.logLevel.WARN,
+    },
+  });
+}
+
+/**
+ * librdkafka rejects an unknown property, a bad value or an incomplete combination the moment the
+ * client is created, before any connection. Map that back to the env vars so the message names
+ * the setting; anything else (a broker that does not answer) is not a configuration problem.
+ */
+export function kafkaConfigProblem(err: unknown, source: Record<string, string>): string | undefined {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!/configuration property|must be set|Invalid value|Unsupported value|not supported/i.test(message)) return undefined;
+  const named = Object.keys(source).filter((p) => message.includes(p)).map((p) => source[p]);
+  const vars = named.length ? named : Object.values(source);
+  return `${vars.length ? vars.join(', ') : 'Kafka client settings'}: ${message}`;
+}
+
+/**
+ * Lets librdkafka judge the settings without connecting: creating a client object parses every
+ * property (unknown names and bad values throw). Returns the problem, naming the env vars.
+ */
+export function checkKafkaSettings(s: KafkaSettings, source: Record<string, string>, extra: Record<string, string | number>): string | undefined {
+  try {
+    const conf = { ...s.passthrough, ...extra, 'bootstrap.servers': s.brokers, 'client.id': s.clientId };
+    if ('group.id' in extra) new Kafka.KafkaConsumer(conf, {});
+    else new Kafka.Producer(conf);
+    return undefined;
+  } catch (err) {
+    return kafkaConfigProblem(err, source) ?? `Kafka client settings: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * Whether any bootstrap broker accepts a TCP connection. The client's own connect() blocks a
+ * worker thread for 30 s when nobody answers, and a process cannot exit while it does, so the
+ * programs ask this cheap question first and retry on their own schedule.
+ */
+export async function anyBrokerReachable(brokers: string, timeoutMs = 3000): Promise<{ ok: boolean; error?: string }> {
+  const errors: string[] = [];
+  for (const entry of brokers.split(',').map((b) => b.trim())) {
+    const at = entry.lastIndexOf(':');
+    const host = entry.slice(0, at).replace(/^\[|\]$/g, '');
+    const port = Number(entry.slice(at + 1));
+    const error = await new Promise<string | undefined>((resolve) => {
+      const socket = tcpConnect({ host, port, timeout: timeoutMs });
+      socket.once('connect', () => { socket.destroy(); resolve(undefined); });
+      socket.once('timeout', () => { socket.destroy(); resolve(`${entry}: no answer in ${timeoutMs} ms`); });
+      socket.once('error', (err) => resolve(`${entry}: ${err.message}`));
+    });
+    if (error === undefined) return { ok: true };
+    errors.push(error);
+  }
+  return { ok: false, error: errors.join('; ') };
+}
+
+// ---------------------------------------------------------------- logs
+
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+const levels: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  debug(msg: string, fields?: object): void;
+  info(msg: string, fields?: object): void;
+  warn(msg: string, fields?: object): void;
+  error(msg: string, fields?: object): void;
+}
+
+/** One JSON object per line on stdout: {time, level, program, msg, ...fields}. */
+export function logger(program: string, min: Level = 'info', write = (line: string) => process.stdout.write(line)): Logger {
+  const emit = (level: Level) => (msg: string, fields: object = {}) => {
+    if (levels[level] < levels[min]) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level, program, msg, ...fields }) + '\n');
+  };
+  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+}
+
+/** The Kafka client's own log lines, as ours (it would otherwise print objects to the console). */
+function kafkaLogger(log: Logger): KafkaJS.Logger {
+  const make = (namespace: string): KafkaJS.Logger => {
+    const fields = (extra?: object) => ({ component: 'kafka', namespace, ...cleanKafkaExtra(extra) });
+    return {
+      debug: (m, e) => log.debug(m, fields(e)),
+      info: (m, e) => log.info(m, fields(e)),
+      warn: (m, e) => log.warn(m, fields(e)),
+      error: (m, e) => log.error(m, fields(e)),
+      namespace: (ns) => make(ns),
+      setLogLevel: () => {},
+    };
+  };
+  return make('client');
+}
+
+function cleanKafkaExtra(extra?: object): object {
+  if (!extra) return {};
+  const { message, fac, name } = extra as { message?: string; fac?: string; name?: string };
+  return message === undefined ? extra : { detail: message, fac, client: name };
+}
+
+// ---------------------------------------------------------------- health and metrics
+
+/** A registry with Node's default metrics (process_*, nodejs_*). */
+export function metricsRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** /healthz: the process answers. /readyz: ready() says so (503 otherwise). /metrics: Prometheus text. */
+export async function serveHttp(port: number, registry: Registry, ready: () => boolean): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      try {
+        const body = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+      }
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  server.listen(port);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => { throw err; })]);
+  return server;
+}
+
+// ---------------------------------------------------------------- shutdown
+
+/**
+ * Runs `stop` once on SIGTERM or SIGINT (or when shutdown() is called), then exits with the code it
+ * returns. A hard deadline exits with 128+signal if stopping hangs; it is unref'd so it never keeps
+ * the process alive by itself. Keep the deadline below Kubernetes' terminationGracePeriodSeconds.
+ */
+export function onShutdown(stop: (reason: string) => Promise<number>, deadlineMs: number, log: Logger) {
+  let started: Promise<void> | undefined;
+  const signals: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
+  const shutdown = (reason: string): Promise<void> => {
+    started ??= (async () => {
+      const failCode = 128 + (signals[reason] ?? 1);
+      setTimeout(() => {
+        log.error('shutdown deadline passed; exiting', { deadline_ms: deadlineMs, exit_code: failCode });
+        process.exit(failCode);
+      }, deadlineMs).unref();
+      let code: number;
+      try {
+        code = await stop(reason);
+      } catch (err) {
+        log.error('shutdown failed', { error: (err as Error).message });
+        code = failCode;
+      }
+      log.info('stopped', { exit_code: code });
+      process.exit(code);
+    })();
+    return started;
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  return shutdown;
+}
+
+/** Prints a ConfigError the same way in both programs and exits 2. */
+export function exitOnConfigError(program: string, err: unknown): never {
+  if (err instanceof ConfigError) {
+    for (const line of err.message.split('\n')) process.stderr.write(`${program}: config error: ${line}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
