@@ -77,7 +77,7 @@ export interface SamplerConfig {
 export function loadConfig(env: Record<string, string | undefined> = process.env): SamplerConfig {
   const e = envReader(env);
   const { props, source } = kafkaPassthrough(env);
-  e.problems.push(...checkPassthrough(source));
+  e.problems.push(...checkPassthrough(source, env));
   const host = hostname();
   const config: SamplerConfig = {
     brokers: e.string('KAFKA_BROKERS', 'localhost:9092', checkBrokers),
@@ -128,7 +128,7 @@ export function parseProcStat(text: string): HostTimes {
 
 /** The same snapshot from os.cpus(), for systems without /proc/stat (macOS): no iowait or steal. */
 export function hostTimesFromOs(list = cpus()): HostTimes {
-  const t = { user: 0, nice: 0, system: 0, idle: 0, iowait: 0, irq: 0, softirq: 0, steal: 0, cores: list.length };
+  const t = { user: 0, nice: 0, system: 0, idle: 0, iowait: 0, irq: 0, softirq: 0, steal: 0, cores: list.length || 1 };
   for (const c of list) {
     t.user += c.times.user; t.nice += c.times.nice; t.system += c.times.sys; t.idle += c.times.idle; t.irq += c.times.irq;
   }
@@ -192,7 +192,7 @@ export type CgroupLocation =
 export function locateCgroup(selfCgroup: string, root: string, exists: (p: string) => boolean = existsSync): CgroupLocation {
   const lines = selfCgroup.split('\n').map((l) => l.trim()).filter(Boolean);
   const pick = (mount: string, path: string, file: string) =>
-    [join(mount, path), mount].find((dir) => exists(join(dir, file)));
+    [path === '/' ? mount : join(mount, path), mount].find((dir) => exists(join(dir, file)));
   if (exists(join(root, 'cgroup.controllers'))) {
     const path = lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '/';
     const dir = pick(root, path, 'cpu.stat');
@@ -324,7 +324,7 @@ export function buildReading(
   a: Snapshot, b: Snapshot, window: { startMs: number; endMs: number }, source: Source, noCgroupReason: string,
 ): { reading?: Reading; skipped?: string } {
   const elapsed = Number(b.monoNs - a.monoNs) / 1e9;
-  if (!(elapsed > 0) || window.endMs <= window.startMs) return { skipped: 'zero-length window' };
+  if (!(elapsed >= 0.001) || window.endMs <= window.startMs) return { skipped: 'zero-length window' };
   const host = hostCpu(a.host, b.host);
   if (!host) return { skipped: 'host counters went backwards or did not move' };
   let container: ContainerCpu | null = null;
@@ -367,8 +367,10 @@ export function nextBoundary(nowMs: number, intervalMs: number): number {
 
 /**
  * Calls tick(boundaryMs) at every wall-clock boundary. Each timer is computed afresh from
- * Date.now(), so a late timer or a clock step never accumulates drift, and a boundary that was
- * missed entirely (suspended process) is skipped, not replayed. Returns a stop function.
+ * Date.now(), so a late timer never accumulates drift. A timer that fires late past further
+ * boundaries (suspended process, clock stepped forward) ticks once, with the latest boundary
+ * passed: missed boundaries are skipped, not replayed. A timer that fires before its boundary on
+ * the wall clock (clock stepped back) waits for it. Returns a stop function.
  */
 export function everyBoundary(intervalMs: number, tick: (boundaryMs: number) => void): () => void {
   let timer: NodeJS.Timeout | undefined;
@@ -377,9 +379,11 @@ export function everyBoundary(intervalMs: number, tick: (boundaryMs: number) => 
     const now = Date.now();
     const next = nextBoundary(Math.max(now, last), intervalMs);
     timer = setTimeout(() => {
-      last = next;
+      const firedAt = Date.now();
+      if (firedAt < next - 1) return arm();
+      last = Math.max(next, Math.floor(firedAt / intervalMs) * intervalMs);
       arm();
-      tick(next);
+      tick(last);
     }, next - now);
   };
   arm();

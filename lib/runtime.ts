@@ -103,9 +103,9 @@ const ownedKafkaProps: Record<string, string> = {
   'client.id': 'KAFKA_CLIENT_ID',
 };
 
-export function checkPassthrough(source: Record<string, string>): string[] {
+export function checkPassthrough(source: Record<string, string>, env: Env): string[] {
   return Object.entries(source).flatMap(([prop, name]) =>
-    ownedKafkaProps[prop] ? [`${name}: sets ${prop}, which ${ownedKafkaProps[prop]} owns; set that instead`] : []);
+    ownedKafkaProps[prop] ? [`${name}=${JSON.stringify(env[name])}: sets ${prop}, which ${ownedKafkaProps[prop]} owns; set that instead`] : []);
 }
 
 /** The part of every Kafka client config that comes from the shared settings. */
