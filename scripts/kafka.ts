@@ -78,6 +78,11 @@ export interface KafkaOptions {
   properties?: Record<string, string>;
   /** Milliseconds to wait for the broker to answer; default 60 s. */
   startTimeoutMs?: number;
+  /**
+   * Own process group, so that a terminal's Ctrl-C reaches only the owner, which then stops the
+   * broker in order (npm start). Default false: the broker dies with its group (tests).
+   */
+  detached?: boolean;
 }
 
 export interface KafkaBroker {
@@ -143,7 +148,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   async function start(): Promise<void> {
     if (child) return;
     const startedAt = existsSync(serverLog) ? readFileSync(serverLog).length : 0;
-    const proc = spawn('java', [...jvm, 'kafka.Kafka', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const proc = spawn('java', [...jvm, 'kafka.Kafka', config], { stdio: ['ignore', 'ignore', 'inherit'], detached: opts.detached ?? false });
     child = proc;
     exited = once(proc, 'exit');
     let died = false;

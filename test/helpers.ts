@@ -9,7 +9,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
 import type { TestContext } from 'node:test';
+import { startS3 } from '../scripts/s3.ts';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 
@@ -115,3 +119,131 @@ const ajv = new Ajv2020({ allErrors: true, strict: true });
 addFormats(ajv);
 /** The published JSON Schema of a reading, compiled. */
 export const validateReading = ajv.compile(JSON.parse(readFileSync(join(root, 'schema', 'cpu-reading.v1.schema.json'), 'utf8')));
+
+// ---------------------------------------------------------------- Kafka and S3 for the sink tests
+
+
+/** Creates a topic with n partitions (replication 1) and waits until it exists. */
+export async function createTopic(bootstrap: string, topic: string, partitions = 1): Promise<void> {
+  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }] });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A producer for tests (idempotent, acks=all); disconnected after the test. */
+export async function testProducer(t: TestContext, bootstrap: string) {
+  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } })
+    .producer({ kafkaJS: { idempotent: true, acks: -1 }, 'linger.ms': 0 });
+  await producer.connect();
+  t.after(() => producer.disconnect());
+  return {
+    /** Sends values (in order) with a key; resolves when the broker confirmed all. */
+    async send(topic: string, values: Array<string | Buffer>, key = 'test-node', partition?: number) {
+      await producer.send({ topic, messages: values.map((value) => ({ key, value, ...(partition === undefined ? {} : { partition }) })) });
+    },
+  };
+}
+
+/** A valid v1 reading whose window starts `minute` minutes after base; `tag` makes it unique. */
+export function reading(minute: number, tag: string, base = Date.UTC(2026, 10, 27, 11, 0, 0)): string {
+  const start = base + minute * 60_000;
+  return JSON.stringify({
+    schema_version: 1,
+    window_start: new Date(start).toISOString(),
+    window_end: new Date(start + 60_000).toISOString(),
+    window_seconds: 60,
+    node: 'test-node',
+    pod: tag,
+    namespace: 'test',
+    host: { cores: 2, busy_percent: 10, user_percent: 6, system_percent: 3, iowait_percent: 1, steal_percent: 1, idle_percent: 89 },
+    container: { cgroup_version: 2, cpu_percent: 5, cores_used: 0.025, limit_cores: 0.5, relative_to: 'limit' },
+  });
+}
+
+export function testS3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test-secret' },
+  });
+}
+
+export async function createBucket(endpoint: string, bucket: string): Promise<void> {
+  await testS3Client(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
+}
+
+export interface StoredObject { key: string; metadata: Record<string, string>; lines: string[]; contentEncoding?: string }
+
+/** Every object under a prefix, read back and un-gzipped, in key order. */
+export async function readObjects(endpoint: string, bucket: string, prefix = ''): Promise<StoredObject[]> {
+  const s3 = testS3Client(endpoint);
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    keys.push(...(page.Contents ?? []).map((c) => c.Key!));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  const out: StoredObject[] = [];
+  for (const key of keys.sort()) {
+    const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    let body = Buffer.from(await res.Body!.transformToByteArray());
+    if (key.endsWith('.gz')) body = gunzipSync(body);
+    const text = body.toString('utf8');
+    out.push({ key, metadata: res.Metadata ?? {}, lines: text === '' ? [] : text.replace(/\n$/, '').split('\n'), contentEncoding: res.ContentEncoding });
+  }
+  return out;
+}
+
+/**
+ * The exactly-once check: every expected line is in exactly one object, nothing else is there,
+ * and per partition the objects' offset ranges (from their metadata) never overlap.
+ */
+export function exactlyOnce(objects: StoredObject[], expected: string[]): { missing: number; duplicated: number; unexpected: number; overlaps: string[]; found: number } {
+  const seen = new Map<string, number>();
+  for (const o of objects) for (const l of o.lines) seen.set(l, (seen.get(l) ?? 0) + 1);
+  const want = new Set(expected);
+  let missing = 0;
+  let duplicated = 0;
+  for (const e of want) {
+    const n = seen.get(e) ?? 0;
+    if (n === 0) missing++;
+    if (n > 1) duplicated += n - 1;
+  }
+  const unexpected = [...seen.keys()].filter((l) => !want.has(l)).length;
+  const overlaps: string[] = [];
+  const byPartition = new Map<string, StoredObject[]>();
+  for (const o of objects) byPartition.set(o.metadata.partition, [...(byPartition.get(o.metadata.partition) ?? []), o]);
+  for (const list of byPartition.values()) {
+    list.sort((a, b) => Number(a.metadata['start-offset']) - Number(b.metadata['start-offset']));
+    for (let i = 1; i < list.length; i++) {
+      if (Number(list[i].metadata['start-offset']) <= Number(list[i - 1].metadata['end-offset'])) overlaps.push(`${list[i - 1].key} / ${list[i].key}`);
+    }
+  }
+  return { missing, duplicated, unexpected, overlaps, found: [...seen.values()].reduce((a, b) => a + b, 0) };
+}
+
+/** A fresh S3-compatible server and bucket for one test, removed after it. */
+export async function s3ForTest(t: TestContext) {
+  const s3 = await startS3();
+  t.after(() => s3.destroy());
+  const bucket = uniqueName('bucket').slice(0, 40);
+  await createBucket(s3.endpoint, bucket);
+  return { ...s3, bucket };
+}
+
+/** sink.ts as a process, pointed at a test S3 server (path-style, test credentials). */
+export function sink(t: TestContext, env: Record<string, string>): Program {
+  return runProgram(t, 'sink.ts', {
+    HTTP_PORT: '0',
+    S3_FORCE_PATH_STYLE: 'true',
+    S3_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test-secret',
+    FILE_MAX_AGE_SECONDS: '1',
+    ...env,
+  });
+}

@@ -1,0 +1,150 @@
+/**
+ * Fault tests: records flow while something breaks, and each scenario ends with
+ * "every produced record is in S3 exactly once" (and no two objects of a partition overlap).
+ * Each prints how many records it produced and how many it found.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
+import { startKafka } from '../../scripts/kafka.ts';
+import {
+  createTopic, exactlyOnce, httpGet, readObjects, reading, s3ForTest, sharedKafka, sink, testProducer, uniqueName, waitFor,
+  type Program,
+} from '../helpers.ts';
+
+/** Produces `count` unique readings in batches of `batch`, `everyMs` apart, round-robin over keys. */
+async function produceSteadily(t: TestContext, bootstrap: string, topic: string, count: number, batch: number, everyMs: number): Promise<string[]> {
+  const producer = await testProducer(t, bootstrap);
+  const all: string[] = [];
+  for (let i = 0; i < count; i += batch) {
+    const values = Array.from({ length: Math.min(batch, count - i) }, (_, j) => reading((i + j) % 600, uniqueName(`r${i + j}`)));
+    await producer.send(topic, values, `node-${(i / batch) % 4}`);
+    all.push(...values);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return all;
+}
+
+async function allInS3(endpoint: string, bucket: string, expected: string[], timeoutMs = 90_000) {
+  await waitFor(`all ${expected.length} records in S3`, async () => {
+    const objects = await readObjects(endpoint, bucket);
+    return objects.reduce((n, o) => n + o.lines.length, 0) >= expected.length;
+  }, timeoutMs);
+  await new Promise((r) => setTimeout(r, 2000)); // time for a duplicate to show up, if one were coming
+  const objects = await readObjects(endpoint, bucket);
+  return { objects, check: exactlyOnce(objects, expected) };
+}
+
+function report(t: TestContext, scenario: string, produced: number, check: ReturnType<typeof exactlyOnce>, objects: number) {
+  const line = `${scenario}: produced ${produced}, found ${check.found} in ${objects} objects ` +
+    `(missing ${check.missing}, duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlapping objects ${check.overlaps.length})`;
+  t.diagnostic(line);
+  process.stdout.write(`# ${line}\n`);
+}
+
+// A killed member is noticed after the session timeout: the broker's minimum (6 s) instead of 45 s.
+const fastFailover = { KAFKA_CONFIG_SESSION_TIMEOUT_MS: '6000', KAFKA_CONFIG_HEARTBEAT_INTERVAL_MS: '1000' };
+
+const clean = (n: number) => ({ missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: n });
+
+test('a sink killed with SIGKILL at random moments while records flow writes every record exactly once', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 2);
+  const env = {
+    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
+    FILE_MAX_RECORDS: '7', FILE_MAX_AGE_SECONDS: '1', // many small files: many chances to die between upload and commit
+    ...fastFailover,
+  };
+  let done = false;
+  const producing = produceSteadily(t, bootstrap, topic, 600, 5, 200).finally(() => { done = true; });
+  let kills = 0;
+  let current: Program = sink(t, env);
+  while (!done && kills < 5) {
+    // Once it owns partitions and has started writing, kill it at a random moment.
+    await current.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
+    await new Promise((r) => setTimeout(r, 500 + Math.random() * 2500));
+    current.proc.kill('SIGKILL');
+    await current.exited;
+    kills++;
+    current = sink(t, env);
+  }
+  const produced = await producing;
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
+  report(t, `SIGKILL x${kills}`, produced.length, check, objects.length);
+  assert.deepEqual(check, clean(produced.length));
+});
+
+test('S3 stopped for longer than the upload timeout and restarted: the sink is not ready meanwhile, recovers, and writes every record once', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 1);
+  const p = sink(t, {
+    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
+    S3_REQUEST_TIMEOUT_SECONDS: '1', FILE_MAX_RECORDS: '20',
+  });
+  const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
+  const first = await produceSteadily(t, bootstrap, topic, 40, 10, 20);
+  await p.waitForLog('an object written', (l) => l.msg === 'object written');
+
+  await s3.stop();
+  const during = produceSteadily(t, bootstrap, topic, 60, 10, 100);
+  await p.waitForLog('an upload failure', (l) => l.msg === 'upload failed; retrying', 30_000);
+  await waitFor('/readyz to say not ready', async () => (await httpGet(port, '/readyz')).status === 503);
+  await new Promise((r) => setTimeout(r, 3000)); // longer than the 1 s request timeout, several retries
+  await s3.start();
+  const produced = [...first, ...await during];
+
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
+  report(t, 'S3 outage', produced.length, check, objects.length);
+  assert.deepEqual(check, clean(produced.length));
+  await waitFor('/readyz to say ready again', async () => (await httpGet(port, '/readyz')).status === 200);
+  assert.match((await httpGet(port, '/metrics')).body, /^sink_upload_failures_total [1-9]/m);
+});
+
+test('the Kafka broker restarted while records flow: every record is in S3 exactly once', async (t) => {
+  const kafka = await startKafka();
+  t.after(() => kafka.destroy());
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(kafka.bootstrap, topic, 2);
+  const p = sink(t, { KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '15' });
+  const before = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
+  await p.waitForLog('an object written', (l) => l.msg === 'object written');
+  await kafka.stop();
+  await new Promise((r) => setTimeout(r, 3000));
+  await kafka.start();
+  const after = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
+  const produced = [...before, ...after];
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
+  report(t, 'Kafka restart', produced.length, check, objects.length);
+  assert.deepEqual(check, clean(produced.length));
+});
+
+test('two sinks in one group, one killed mid-stream: the survivor takes over and every record is in S3 exactly once', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 4);
+  const env = {
+    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
+    FILE_MAX_RECORDS: '9', FILE_MAX_AGE_SECONDS: '2',
+    ...fastFailover,
+  };
+  const a = sink(t, env);
+  const b = sink(t, env);
+  await Promise.all([a, b].map((p) => p.waitForLog('assignment', (l) => l.msg === 'partitions assigned', 60_000)));
+  const producing = produceSteadily(t, bootstrap, topic, 400, 10, 40);
+  await a.waitForLog('an object written by the first sink', (l) => l.msg === 'object written', 60_000);
+  await b.waitForLog('an object written by the second sink', (l) => l.msg === 'object written', 60_000);
+  a.proc.kill('SIGKILL');
+  await a.exited;
+  const produced = await producing;
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 120_000);
+  report(t, 'rebalance after a kill', produced.length, check, objects.length);
+  assert.deepEqual(check, clean(produced.length));
+  const lastAssignment = b.logs.filter((l) => l.msg === 'partitions assigned').at(-1)?.partitions as number[];
+  assert.deepEqual([...lastAssignment].sort(), [0, 1, 2, 3], 'the survivor owns every partition');
+});

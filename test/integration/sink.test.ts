@@ -1,0 +1,158 @@
+/**
+ * sink.ts as a process between a real Kafka broker and a real S3-compatible server: what lands
+ * in the bucket, under which keys, and where bad records go.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  createTopic, exactlyOnce, httpGet, readObjects, readTopic, reading, runProgram, s3ForTest, sharedKafka, sink, testProducer,
+  testS3Client, uniqueName, waitFor,
+} from '../helpers.ts';
+
+test('every record lands in S3 once, in hour-partitioned gzip files named after their first offset', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 1);
+  const producer = await testProducer(t, bootstrap);
+  // 11:50 to 12:09: the files must split at the hour; one late reading from 09:00 in the middle.
+  const values = Array.from({ length: 20 }, (_, i) => reading(50 + i, `pod-${i}`));
+  values.splice(12, 0, reading(-120, 'late-pod'));
+  await producer.send(topic, values);
+
+  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, S3_PREFIX: 'readings' });
+  const objects = await waitFor('all records in S3', async () => {
+    const o = await readObjects(s3.endpoint, s3.bucket);
+    return o.reduce((n, x) => n + x.lines.length, 0) >= values.length && o;
+  });
+  const check = exactlyOnce(objects, values);
+  t.diagnostic(`produced ${values.length}, found ${check.found} in ${objects.length} objects`);
+  assert.deepEqual(check, { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: values.length });
+
+  for (const o of objects) {
+    const m = /^readings\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/(.+)\+(\d+)\+(\d{10})\.jsonl\.gz$/.exec(o.key);
+    assert.ok(m, `key ${o.key}`);
+    assert.equal(m[3], topic);
+    assert.equal(Number(m[5]), Number(o.metadata['start-offset']));
+    assert.equal(o.lines.length, Number(o.metadata.records));
+    for (const line of o.lines) {
+      const start = JSON.parse(line).window_start as string;
+      assert.equal(`${start.slice(0, 10)}/${start.slice(11, 13)}`, `${m[1]}/${m[2]}`, `${line} is in ${o.key}`);
+    }
+  }
+  const hours = objects.map((o) => /hour=(\d\d)/.exec(o.key)![1]);
+  assert.ok(hours.includes('09') && hours.includes('11') && hours.includes('12'), `hours ${hours}`);
+  assert.deepEqual(objects.filter((o) => o.key.includes('hour=09')).flatMap((o) => o.lines), [values[12]]);
+
+  const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
+  await waitFor('/readyz', async () => (await httpGet(port, '/readyz')).status === 200);
+  const metrics = (await httpGet(port, '/metrics')).body;
+  assert.match(metrics, new RegExp(`^sink_records_written_total ${values.length}$`, 'm'));
+  assert.match(metrics, /^sink_upload_duration_seconds_count [1-9]/m);
+  p.proc.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0);
+});
+
+test('a quiet topic still flushes: a single record reaches S3 on the age timer alone', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 1);
+  const value = reading(0, 'only-one');
+  await (await testProducer(t, bootstrap)).send(topic, [value]);
+  sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_AGE_SECONDS: '2' });
+  const objects = await waitFor('the object', async () => {
+    const o = await readObjects(s3.endpoint, s3.bucket);
+    return o.length > 0 && o;
+  });
+  assert.deepEqual(objects.flatMap((o) => o.lines), [value]);
+});
+
+test('poison records go to the dead-letter topic with their bytes and the reason; the good records around them land in S3', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  const dlqTopic = `${topic}-dlq`;
+  await createTopic(bootstrap, topic, 1);
+  const good = [reading(0, 'good-1'), reading(1, 'good-2'), reading(2, 'good-3')];
+  const notJson = 'this is not json';
+  const wrongVersion = JSON.stringify({ ...JSON.parse(good[0]), schema_version: 2 });
+  const producer = await testProducer(t, bootstrap);
+  await producer.send(topic, [good[0], notJson, good[1], wrongVersion, good[2]]);
+
+  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket });
+  const objects = await waitFor('the good records in S3', async () => {
+    const o = await readObjects(s3.endpoint, s3.bucket);
+    return o.reduce((n, x) => n + x.lines.length, 0) >= good.length && o;
+  });
+  assert.deepEqual(exactlyOnce(objects, good), { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: 3 });
+
+  const dead = await waitFor('2 records in the dead-letter topic', async () => {
+    const m = await readTopic(bootstrap, dlqTopic);
+    return m.length >= 2 && m;
+  });
+  assert.equal(dead.length, 2);
+  assert.equal(dead[0].value, notJson);
+  assert.equal(dead[0].headers['dlq-reason'], 'not-json');
+  assert.equal(dead[0].headers['dlq-offset'], '1');
+  assert.equal(dead[0].headers['dlq-topic'], topic);
+  assert.equal(dead[1].value, wrongVersion);
+  assert.equal(dead[1].headers['dlq-reason'], 'schema-version');
+  assert.equal(dead[1].key, 'test-node');
+
+  const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
+  const metrics = (await httpGet(port, '/metrics')).body;
+  assert.match(metrics, /^sink_records_dead_lettered_total\{reason="not-json"\} 1$/m);
+  assert.match(metrics, /^sink_records_dead_lettered_total\{reason="schema-version"\} 1$/m);
+  p.proc.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0, 'the pipeline did not stop on poison');
+});
+
+test('end to end: every reading the sampler produced is in S3, record for record', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 1);
+  const sampler = runProgram(t, 'sampler.ts', { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, SAMPLE_INTERVAL_SECONDS: '1', HTTP_PORT: '0', NODE_NAME: 'e2e-node' });
+  const s = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket });
+  await waitFor('3 readings in S3', async () => (await readObjects(s3.endpoint, s3.bucket)).reduce((n, o) => n + o.lines.length, 0) >= 3);
+  sampler.proc.kill('SIGTERM');
+  assert.equal((await sampler.exited).code, 0);
+  const produced = (await readTopic(bootstrap, topic)).map((m) => m.value);
+  s.proc.kill('SIGTERM'); // uploads what it holds before it exits
+  assert.equal((await s.exited).code, 0);
+  const objects = await readObjects(s3.endpoint, s3.bucket);
+  const check = exactlyOnce(objects, produced);
+  t.diagnostic(`produced ${produced.length}, found ${check.found}`);
+  assert.deepEqual(check, { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: produced.length });
+});
+
+test('after a crash between upload and commit, the replay finds the object already written and skips exactly what it holds', async (t) => {
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, 1);
+  const values = Array.from({ length: 10 }, (_, i) => reading(i, `pod-${i}`));
+  await (await testProducer(t, bootstrap)).send(topic, values);
+  // What an earlier life of the sink left: offsets 0-4 in S3, nothing committed.
+  const key = `cpu-levels/dt=2026-11-27/hour=11/${topic}+0+0000000000.jsonl.gz`;
+  await testS3Client(s3.endpoint).send(new PutObjectCommand({
+    Bucket: s3.bucket, Key: key, Body: gzipSync(values.slice(0, 5).join('\n') + '\n'),
+    Metadata: { topic, partition: '0', 'start-offset': '0', 'end-offset': '4', records: '5' },
+  }));
+
+  // Files of 2 records: the replay's first file (offsets 0-1) collides with the 5-record object.
+  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '2' });
+  const objects = await waitFor('all records in S3', async () => {
+    const o = await readObjects(s3.endpoint, s3.bucket);
+    return o.reduce((n, x) => n + x.lines.length, 0) >= values.length && o;
+  });
+  assert.deepEqual(exactlyOnce(objects, values), { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: values.length });
+  const skipped = await p.waitForLog('the collision', (l) => l.msg === 'object already in S3; skipping the records it holds');
+  assert.equal(skipped.key, key);
+  assert.equal(skipped.existing_end_offset, 4);
+  assert.deepEqual(objects.find((o) => o.key === key)?.lines, values.slice(0, 5), 'the earlier object is untouched');
+  assert.ok(objects.filter((o) => o.key !== key).every((o) => Number(o.metadata['start-offset']) >= 5));
+});
