@@ -304,7 +304,8 @@ async function main(): Promise<void> {
     endpoint: config.endpoint,
     forcePathStyle: config.forcePathStyle,
     maxAttempts: 3,
-    requestHandler: { requestTimeout: config.requestTimeoutMs, connectionTimeout: Math.min(config.requestTimeoutMs, 10_000) },
+    // Without throwOnRequestTimeout the SDK only warns and a black-holed request hangs for ever.
+    requestHandler: { requestTimeout: config.requestTimeoutMs, connectionTimeout: Math.min(config.requestTimeoutMs, 10_000), throwOnRequestTimeout: true },
   });
 
   const kafka = kafkaClient(config, log);

@@ -89,12 +89,16 @@ test('S3 stopped for longer than the upload timeout and restarted: the sink is n
   const first = await produceSteadily(t, bootstrap, topic, 40, 10, 20);
   await p.waitForLog('an object written', (l) => l.msg === 'object written');
 
-  await s3.stop();
+  // First a black hole (requests time out: longer than the 1 s request timeout), then a dead port.
+  await s3.stop('hang');
   const during = produceSteadily(t, bootstrap, topic, 60, 10, 100);
-  await p.waitForLog('an upload failure', (l) => l.msg === 'upload failed; retrying', 30_000);
+  const timedOut = await p.waitForLog('an upload timing out', (l) => l.msg === 'upload failed; retrying', 30_000);
   await waitFor('/readyz to say not ready', async () => (await httpGet(port, '/readyz')).status === 503);
-  await new Promise((r) => setTimeout(r, 3000)); // longer than the 1 s request timeout, several retries
+  await new Promise((r) => setTimeout(r, 3000));
+  await s3.stop('refuse');
+  await new Promise((r) => setTimeout(r, 3000));
   await s3.start();
+  t.diagnostic(`S3 unreachable for about 6 s; first failure: ${timedOut.code} ${timedOut.error}`);
   const produced = [...first, ...await during];
 
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
