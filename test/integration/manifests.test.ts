@@ -1,0 +1,155 @@
+/**
+ * The Kubernetes manifests and the programs agree: every overlay renders; every setting a
+ * manifest gives a program is one it reads and accepts; probes, ports, broker address and topic
+ * names match; and the programs, started with the env of the rendered manifests (broker and S3
+ * rewritten to local ones), answer on the manifests' own probe paths.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { freePort } from '../../scripts/kafka.ts';
+import { loadConfig as samplerConfig } from '../../sampler.ts';
+import { loadConfig as sinkConfig } from '../../sink.ts';
+import { httpGet, root, runProgram, s3ForTest, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
+
+type Obj = { kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
+
+const overlays = readdirSync(join(root, 'k8s', 'overlays'));
+
+function render(dir: string): Obj[] {
+  let out: string;
+  try {
+    out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') throw new Error('kubectl (with its built-in kustomize) is required to render the manifests');
+    throw new Error(`kubectl kustomize ${dir} failed: ${e.stderr}`);
+  }
+  return parseAllDocuments(out).map((d) => d.toJS() as Obj);
+}
+
+const find = (objs: Obj[], kind: string, name: string) => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(o, `${kind}/${name} is in the rendered manifests`);
+  return o;
+};
+
+/** The environment a container would get: envFrom ConfigMaps and Secrets, then env (Downward API and secrets get stand-ins). */
+function containerEnv(objs: Obj[], container: any): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const from of container.envFrom ?? []) {
+    if (from.configMapRef) Object.assign(env, find(objs, 'ConfigMap', from.configMapRef.name).data);
+    if (from.secretRef) for (const k of Object.keys(find(objs, 'Secret', from.secretRef.name).data ?? {})) env[k] = `secret-${k}`;
+  }
+  for (const e of container.env ?? []) {
+    env[e.name] = e.value ?? (e.valueFrom?.fieldRef ? `downward-${e.valueFrom.fieldRef.fieldPath}` : `from-${Object.keys(e.valueFrom ?? {})[0]}`);
+  }
+  return env;
+}
+
+/** Runs loadConfig on an env and returns the names it looked at. */
+function namesRead(load: (env: Record<string, string | undefined>) => unknown, env: Record<string, string>): Set<string> {
+  const read = new Set<string>();
+  const proxy = new Proxy(env, { get: (o, k) => { if (typeof k === 'string') read.add(k); return o[k as string]; } });
+  load(proxy);
+  return read;
+}
+
+// Read by the AWS SDK's credential chain, not by the sink itself.
+const sdkNames = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+
+for (const overlay of overlays) {
+  test(`overlay ${overlay}: the programs read and accept every setting the manifests give them`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    for (const [kind, name, load] of [['DaemonSet', 'cpu-sampler', samplerConfig], ['Deployment', 'cpu-sink', sinkConfig]] as const) {
+      const pod = find(objs, kind, name).spec.template.spec;
+      const container = pod.containers[0];
+      const env = containerEnv(objs, container);
+      const read = namesRead(load, env); // throws a ConfigError naming any bad setting
+      const unknown = Object.keys(env).filter((k) => !read.has(k) && !sdkNames.has(k));
+      assert.deepEqual(unknown, [], `${name} is given settings it never reads`);
+
+      const port = Number(env.HTTP_PORT);
+      const http = container.ports.find((p: any) => p.name === 'http');
+      assert.equal(http.containerPort, port, `${name}: container port http is HTTP_PORT`);
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+        assert.equal(container[probe].httpGet.port, 'http', `${name} ${probe} uses the http port`);
+      }
+      assert.equal(container.readinessProbe.httpGet.path, '/readyz');
+      assert.equal(container.livenessProbe.httpGet.path, '/healthz');
+      const annotations = find(objs, kind, name).spec.template.metadata.annotations;
+      assert.equal(Number(annotations['prometheus.io/port']), port, `${name}: the scrape port is HTTP_PORT`);
+      assert.equal(annotations['prometheus.io/path'], '/metrics');
+      assert.equal(container.args.at(-1), `${name.replace('cpu-', '')}.ts`, `${name} runs its own program`);
+      for (const [ctx, key] of [[pod.securityContext, 'runAsNonRoot'], [container.securityContext, 'readOnlyRootFilesystem']] as const) {
+        assert.equal(ctx[key], true, `${name}: ${key}`);
+      }
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);
+      assert.ok(container.resources.requests && container.resources.limits, `${name} has requests and limits`);
+    }
+  });
+
+  test(`overlay ${overlay}: the apps, the topic job and the Kafka Service agree on the broker address and the topics`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    const service = find(objs, 'Service', 'kafka');
+    const broker = find(objs, 'StatefulSet', 'kafka').spec.template.spec;
+    const advertised = broker.containers[0].env.find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS').value;
+    assert.equal(advertised, `PLAINTEXT://kafka:${service.spec.ports[0].port}`, 'the broker advertises the Service');
+    assert.equal(broker.enableServiceLinks, false, 'no KAFKA_* service-link variables reach the broker');
+    const topicsJob = find(objs, 'Job', 'kafka-topics').spec.template.spec.containers[0];
+    const topics = containerEnv(objs, topicsJob);
+    assert.equal(topics.BOOTSTRAP, `kafka:${service.spec.ports[0].port}`);
+    for (const [kind, name] of [['DaemonSet', 'cpu-sampler'], ['Deployment', 'cpu-sink']] as const) {
+      const env = containerEnv(objs, find(objs, kind, name).spec.template.spec.containers[0]);
+      assert.equal(env.KAFKA_BROKERS, `${service.metadata.name}:${service.spec.ports[0].port}`, `${name} uses the kafka Service`);
+      assert.equal(env.KAFKA_TOPIC, topics.TOPIC, `${name} uses the topic the job creates`);
+    }
+    const sinkEnv = containerEnv(objs, find(objs, 'Deployment', 'cpu-sink').spec.template.spec.containers[0]);
+    assert.equal(sinkEnv.KAFKA_DLQ_TOPIC, topics.DLQ_TOPIC, 'the sink dead-letters into the topic the job creates');
+  });
+}
+
+test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as the alternative, in its namespace', () => {
+  const objs = render(join(root, 'k8s', 'overlays', 'eks'));
+  const sinkPod = find(objs, 'Deployment', 'cpu-sink');
+  const env = containerEnv(objs, sinkPod.spec.template.spec.containers[0]);
+  assert.equal(env.S3_BUCKET, 'elementor-data-candidates-bucket');
+  assert.equal(env.S3_REGION, 'eu-west-1');
+  assert.equal(env.S3_ENDPOINT, undefined);
+  const sa = find(objs, 'ServiceAccount', sinkPod.spec.template.spec.serviceAccountName);
+  assert.match(sa.metadata.annotations!['eks.amazonaws.com/role-arn'], /^arn:aws:iam::\d{12}:role\//);
+  const fromSecret = sinkPod.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === 'aws-secret');
+  assert.deepEqual(fromSecret.map((e: any) => [e.name, e.valueFrom.secretKeyRef.key]),
+    [['AWS_ACCESS_KEY_ID', 'aws_access_key_id'], ['AWS_SECRET_ACCESS_KEY', 'aws_secret_access_key']]);
+  assert.ok(objs.every((o) => o.metadata.namespace === 'default'), 'everything in default, where aws-secret is');
+});
+
+test('the programs started with the env of the rendered local overlay answer on the manifests\' probe paths', async (t) => {
+  const objs = render(join(root, 'k8s', 'overlays', 'local'));
+  const bootstrap = sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  for (const [kind, name] of [['DaemonSet', 'cpu-sampler'], ['Deployment', 'cpu-sink']] as const) {
+    const container = find(objs, kind, name).spec.template.spec.containers[0];
+    const port = await freePort();
+    const env = {
+      ...containerEnv(objs, container),
+      KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: `${topic}-dlq`, HTTP_PORT: String(port),
+      S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret',
+    };
+    const p = runProgram(t, container.args.at(-1), env);
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+      const path = container[probe].httpGet.path;
+      await waitFor(`${name} ${probe} ${path} to answer 200`, async () => {
+        if (p.proc.exitCode !== null) throw new Error(`${name} exited: ${p.stderr()}`);
+        return (await httpGet(port, path).catch(() => ({ status: 0 }))).status === 200;
+      }, 60_000);
+    }
+    p.proc.kill('SIGTERM');
+    assert.equal((await p.exited).code, 0, `${name} stops cleanly`);
+  }
+});
