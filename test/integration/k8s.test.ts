@@ -1,0 +1,102 @@
+/**
+ * Offline proof of the Kubernetes delivery: every overlay and the Helm chart render, validate
+ * strictly against the Kubernetes OpenAPI schemas of a pinned version (unknown fields are errors),
+ * pass a linter (kube-score) with each exception written down here, and the chart is exactly
+ * what `npm run chart` generates, with Services that select the pods they should.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { kubernetesVersion, schemaRoot, tool } from '../../scripts/k8s-tools.ts';
+import { root } from '../helpers.ts';
+
+function run(cmd: string, args: string[], input?: string) {
+  const r = spawnSync(cmd, args, { cwd: root, input, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  if (r.error) throw r.error;
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const overlays = readdirSync(join(root, 'k8s', 'overlays'));
+const renderOverlay = (name: string) => {
+  const r = run('kubectl', ['kustomize', join('k8s', 'overlays', name)]);
+  assert.equal(r.code, 0, r.err);
+  return r.out;
+};
+const renderChart = () => {
+  const r = run(tool('helm'), ['template', 'cpu-pipeline', 'chart', '--namespace', 'default', '--kube-version', kubernetesVersion]);
+  assert.equal(r.code, 0, r.err);
+  return r.out;
+};
+const rendered = () => [...overlays.map((o) => [`overlay ${o}`, renderOverlay(o)]), ['chart', renderChart()]];
+
+function kubeconform(manifests: string) {
+  const location = join(schemaRoot, '{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json');
+  return run(tool('kubeconform'), ['-strict', '-summary', '-kubernetes-version', kubernetesVersion, '-schema-location', location, '-'], manifests);
+}
+
+// kube-score checks switched off for everything, and why. Object-specific exceptions are
+// annotations (kube-score/ignore) on the objects themselves, with the reason beside them.
+const kubeScoreIgnored: Record<string, string> = {
+  'pod-networkpolicy': 'NetworkPolicies come with the monitoring and auth components, which define who talks to whom',
+  'container-security-context-user-group-id': 'uid/gid 1000 are the images\' own non-root users (node, appuser); runAsNonRoot is enforced',
+  'container-image-pull-policy': 'tags are pinned; IfNotPresent is what images loaded into kind/minikube need',
+};
+
+test('chart/ is exactly what `npm run chart` generates from the eks overlay', () => {
+  const r = run(process.execPath, ['--import', 'tsx', 'scripts/chart.ts', '--check']);
+  assert.equal(r.code, 0, r.err);
+});
+
+test('helm lint --strict passes on the chart', () => {
+  const r = run(tool('helm'), ['lint', '--strict', 'chart', '--kube-version', kubernetesVersion]);
+  assert.equal(r.code, 0, r.out + r.err);
+});
+
+test(`every overlay and the chart validate strictly against the Kubernetes ${kubernetesVersion} schemas`, () => {
+  for (const [name, manifests] of rendered()) {
+    const r = kubeconform(manifests);
+    assert.equal(r.code, 0, `${name}: ${r.out}${r.err}`);
+    assert.match(r.out, /Invalid: 0, Errors: 0, Skipped: 0/, name);
+  }
+});
+
+test('the schema check rejects an unknown field and a wrong type (it is strict, not a formality)', () => {
+  const base = renderOverlay('eks');
+  const typo = base.replace('imagePullPolicy: IfNotPresent', 'imagePullPolice: IfNotPresent');
+  assert.notEqual(typo, base);
+  assert.match(kubeconform(typo).out, /additional properties 'imagePullPolice' not allowed/);
+  const wrongType = base.replace(/replicas: 1\n/, 'replicas: one\n');
+  assert.notEqual(wrongType, base);
+  assert.notEqual(kubeconform(wrongType).code, 0);
+});
+
+test('kube-score passes on every overlay and the chart, with each exception written down', () => {
+  for (const [name, manifests] of rendered()) {
+    const r = run(tool('kube-score'), ['score', '-', '-o', 'ci', '--ignore-test', Object.keys(kubeScoreIgnored).join(',')], manifests);
+    const problems = r.out.split('\n').filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l));
+    assert.deepEqual(problems, [], name);
+    assert.equal(r.code, 0, `${name}: ${r.err}`);
+  }
+});
+
+test('in the chart, every Service selects the pods of exactly one workload, and the apps\' broker is a Service of the chart', () => {
+  const objs = parseAllDocuments(renderChart()).map((d) => d.toJS()).filter(Boolean);
+  const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
+  const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+  for (const svc of objs.filter((o) => o.kind === 'Service')) {
+    const selected = workloads.filter((w) => matches(svc.spec.selector, w.spec.template.metadata.labels)).map((w) => w.metadata.name);
+    assert.equal(selected.length, 1, `Service ${svc.metadata.name} selects ${selected.join(', ') || 'nothing'}`);
+  }
+  for (const w of workloads) assert.ok(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${w.metadata.name} selects its own pods`);
+  const services = new Set(objs.filter((o) => o.kind === 'Service').map((s) => `${s.metadata.name}:${s.spec.ports[0].port}`));
+  for (const cm of objs.filter((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS)) {
+    assert.ok(services.has(cm.data.KAFKA_BROKERS), `ConfigMap ${cm.metadata.name}: KAFKA_BROKERS=${cm.data.KAFKA_BROKERS} is a Service of the chart`);
+  }
+  const sink = objs.find((o) => o.kind === 'ServiceAccount' && o.metadata.name === 'cpu-sink');
+  assert.match(sink.metadata.annotations['eks.amazonaws.com/role-arn'], /^arn:aws:iam::/, 'the IRSA annotation survives on the sink\'s own account');
+  const sampler = workloads.find((w) => w.metadata.name === 'cpu-sampler');
+  assert.equal(sampler.spec.template.spec.serviceAccountName, 'cpu-sampler', 'the sampler does not get the sink\'s IAM role');
+});
