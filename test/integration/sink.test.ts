@@ -51,6 +51,8 @@ test('every record lands in S3 once, in hour-partitioned gzip files named after 
   const metrics = (await httpGet(port, '/metrics')).body;
   assert.match(metrics, new RegExp(`^sink_records_written_total ${values.length}$`, 'm'));
   assert.match(metrics, /^sink_upload_duration_seconds_count [1-9]/m);
+  // Lag is measured every 15 s from the group's committed offsets: everything is in S3, so 0.
+  await waitFor('the lag gauge', async () => /^sink_consumer_lag_records\{partition="0"\} 0$/m.test((await httpGet(port, '/metrics')).body), 30_000);
   p.proc.kill('SIGTERM');
   assert.equal((await p.exited).code, 0);
 });
