@@ -252,6 +252,13 @@ export async function putIfAbsent(s3: S3Client, bucket: string, key: string, bod
   return { written: false, endOffset: end };
 }
 
+/** Rejects after ms if the promise has not settled (the promise itself carries on). */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 // ---------------------------------------------------------------- main
 
 /** Everything this instance holds for one assigned partition. */
@@ -339,15 +346,34 @@ async function main(): Promise<void> {
   });
   let dlq = kafka.producer({ kafkaJS: { idempotent: true, acks: -1 } });
 
-  /** Commits the next offset to read, if it moved forward. Failure is logged: a later commit or a replay covers it. */
-  async function commit(st: PartitionState, next: number): Promise<void> {
-    if (next <= st.committed) return;
-    try {
-      await consumer.commitOffsets([{ topic: config.topic, partition: st.partition, offset: String(next) }]);
-      st.committed = next;
-      log.debug('committed', { partition: st.partition, offset: next });
-    } catch (err) {
-      log.warn('commit failed; a later commit or a replay covers it', { partition: st.partition, offset: next, error: (err as Error).message });
+  /**
+   * Commits run one at a time, in the background, coalescing the latest wanted offset of every
+   * partition: a synchronous librdkafka commit can block a thread-pool thread while the group
+   * coordinator is away, and one per partition would starve the pool. Uploads never wait for
+   * commits (the objects are already durable); a lost commit only means a replay, which the
+   * conditional writes absorb.
+   */
+  const wanted = new Map<number, { st: PartitionState; next: number }>();
+  let committing: Promise<void> | undefined;
+  function commit(st: PartitionState, next: number): void {
+    if (next <= st.committed || next <= (wanted.get(st.partition)?.next ?? -1)) return;
+    wanted.set(st.partition, { st, next });
+    committing ??= commitLoop().finally(() => { committing = undefined; });
+  }
+  async function commitLoop(): Promise<void> {
+    while (wanted.size > 0) {
+      const batch = [...wanted.values()].filter(({ st }) => st.owned || stopping);
+      wanted.clear();
+      if (batch.length === 0) return;
+      try {
+        await withTimeout(consumer.commitOffsets(batch.map(({ st, next }) => ({ topic: config.topic, partition: st.partition, offset: String(next) }))), 15_000, 'commit');
+        for (const { st, next } of batch) st.committed = Math.max(st.committed, next);
+        log.debug('committed', { offsets: batch.map(({ st, next }) => [st.partition, next]) });
+      } catch (err) {
+        log.warn('commit failed; retrying with the next one', { error: (err as Error).message });
+        for (const b of batch) if (!wanted.has(b.st.partition)) wanted.set(b.st.partition, b);
+        await new Promise((res) => setTimeout(res, 1000));
+      }
     }
   }
 
@@ -410,7 +436,7 @@ async function main(): Promise<void> {
           if (st.closed[0] === file) st.closed.shift();
           st.failing = false;
           delay = 500;
-          await commit(st, safePoint(st));
+          commit(st, safePoint(st));
           if (st.resume && st.bufferedBytes < config.bufferMaxBytes / 2) {
             const resume = st.resume;
             st.resume = undefined;
@@ -493,7 +519,7 @@ async function main(): Promise<void> {
     if (offset <= st.skipThrough) {
       st.handled = offset;
       present.inc();
-      if (!st.open && st.closed.length === 0) await commit(st, offset + 1);
+      if (!st.open && st.closed.length === 0) commit(st, offset + 1);
       return;
     }
     const checked = checkRecord(message.value, config.recordMaxBytes);
@@ -505,7 +531,7 @@ async function main(): Promise<void> {
         holdBack('dead-letter topic not writable');
       }
       st.handled = offset;
-      if (!st.open && st.closed.length === 0) await commit(st, offset + 1);
+      if (!st.open && st.closed.length === 0) commit(st, offset + 1);
       return;
     }
     const partitionPath = timePartition(checked.windowStart);
@@ -534,8 +560,10 @@ async function main(): Promise<void> {
   // Lag: records not yet committed, from the partitions' high watermarks.
   const admin = kafka.admin();
   let adminConnected = false;
+  let measuring = false;
   const lagTimer = setInterval(async () => {
-    if (!connected || states.size === 0) return;
+    if (!connected || states.size === 0 || measuring) return;
+    measuring = true;
     try {
       if (!adminConnected) { await admin.connect(); adminConnected = true; }
       const high = await admin.fetchTopicOffsets(config.topic);
@@ -548,6 +576,8 @@ async function main(): Promise<void> {
       }
     } catch (err) {
       log.debug('lag not measured', { error: (err as Error).message });
+    } finally {
+      measuring = false;
     }
   }, 15_000);
 
@@ -568,6 +598,7 @@ async function main(): Promise<void> {
       await new Promise((res) => setTimeout(res, 50));
     }
     const left = [...states.values()].reduce((n, st) => n + st.closed.reduce((m, f) => m + f.records.length, 0), 0);
+    while (Date.now() < deadline && (committing || wanted.size > 0)) await new Promise((res) => setTimeout(res, 50));
     for (const st of states.values()) st.owned = false;
     await consumer.disconnect().catch((err: Error) => log.warn('consumer disconnect failed', { error: err.message }));
     await dlq.disconnect().catch(() => {});

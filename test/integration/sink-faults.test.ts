@@ -6,6 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startKafka } from '../../scripts/kafka.ts';
 import {
   createTopic, exactlyOnce, httpGet, readObjects, reading, s3ForTest, sharedKafka, sink, testProducer, uniqueName, waitFor,
@@ -25,11 +28,18 @@ async function produceSteadily(t: TestContext, bootstrap: string, topic: string,
   return all;
 }
 
-async function allInS3(endpoint: string, bucket: string, expected: string[], timeoutMs = 90_000) {
-  await waitFor(`all ${expected.length} records in S3`, async () => {
-    const objects = await readObjects(endpoint, bucket);
-    return objects.reduce((n, o) => n + o.lines.length, 0) >= expected.length;
-  }, timeoutMs);
+async function allInS3(endpoint: string, bucket: string, expected: string[], timeoutMs = 90_000, sinks: Program[] = []) {
+  try {
+    await waitFor(`all ${expected.length} records in S3`, async () => {
+      const objects = await readObjects(endpoint, bucket);
+      return objects.reduce((n, o) => n + o.lines.length, 0) >= expected.length;
+    }, timeoutMs);
+  } catch (err) {
+    const check = exactlyOnce(await readObjects(endpoint, bucket), expected);
+    const file = join(tmpdir(), `sink-fault-${Date.now()}.log`);
+    writeFileSync(file, sinks.flatMap((p) => p.logs.map((l) => JSON.stringify(l))).join('\n') + '\n');
+    throw new Error(`${(err as Error).message}: ${JSON.stringify(check)}; the sinks' logs are in ${file}`);
+  }
   await new Promise((r) => setTimeout(r, 2000)); // time for a duplicate to show up, if one were coming
   const objects = await readObjects(endpoint, bucket);
   return { objects, check: exactlyOnce(objects, expected) };
@@ -122,7 +132,7 @@ test('the Kafka broker restarted while records flow: every record is in S3 exact
   await kafka.start();
   const after = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
   const produced = [...before, ...after];
-  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 90_000, [p]);
   report(t, 'Kafka restart', produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
 });

@@ -1,0 +1,43 @@
+# One image, both programs: `node --import tsx sampler.ts` (the default) or `... sink.ts`
+# (set the container's args). Two stages on the same Debian bookworm Node 24 base, so the
+# Kafka client built in the first runs against the same libc and libraries in the second.
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+# librdkafka is built from source against Debian's libraries (CKJS_LINKING=dynamic; node-pre-gyp
+# would otherwise fetch a prebuilt binary from GitHub where it can): the same with or without
+# internet access, and OpenSSL fixes arrive with Debian's updates of the runtime stage.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+      zlib1g-dev libssl-dev libzstd-dev libsasl2-dev libcurl4-openssl-dev liblz4-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+ENV CKJS_LINKING=dynamic npm_config_build_from_source=@confluentinc/kafka-javascript
+# The Kafka client's build leaves about 280 MB; at run time it needs only lib/, its package.json
+# and types, build/Release/*.node and the librdkafka*.so.1 that the .node loads from build/deps
+# (RUNPATH $ORIGIN/../deps). Sources, objects, static libraries and headers go; symbols are stripped.
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && cd node_modules/@confluentinc/kafka-javascript \
+ && rm -rf deps src build/Release/obj.target build/Release/.deps \
+      build/deps/*.a build/deps/include build/deps/pkgconfig build/deps/librdkafka \
+ && strip --strip-unneeded build/Release/*.node build/deps/*.so.* \
+ && npm cache clean --force
+
+FROM ${NODE_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini ca-certificates \
+      libssl3 libsasl2-2 libsasl2-modules libzstd1 libcurl4 liblz4-1 zlib1g \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# tsx caches compiled files under /tmp, which is useless in a container (cold at every start) and
+# fails on a read-only root filesystem without a writable /tmp: no cache, nothing written.
+ENV NODE_ENV=production TSX_DISABLE_CACHE=1
+COPY --from=build /app/node_modules ./node_modules
+COPY package.json sampler.ts sink.ts ./
+COPY lib ./lib
+COPY schema ./schema
+# The official image's unprivileged user (uid 1000); Kubernetes enforces runAsNonRoot on top.
+USER node
+ENTRYPOINT ["tini", "--"]
+CMD ["node", "--import", "tsx", "sampler.ts"]
