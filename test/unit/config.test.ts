@@ -2,21 +2,12 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { test } from 'node:test';
 import { loadConfig } from '../../sampler.ts';
+import { configErrorOf, type Env } from './config-error.ts';
 import {
-  checkBrokers, checkPassthrough, checkTopic, ConfigError, envReader, kafkaConfigProblem, kafkaPassthrough,
+  checkBrokers, checkPassthrough, checkTopic, envReader, kafkaConfigProblem, kafkaPassthrough,
 } from '../../lib/runtime.ts';
 
-type Env = Record<string, string | undefined>;
-
-function configError(env: Env): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail(`loadConfig accepted ${JSON.stringify(env)}`);
-}
+const configError = (env: Env) => configErrorOf(loadConfig, env);
 
 // ---------------------------------------------------------------- loadConfig
 

@@ -1,19 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError } from '../../lib/runtime.ts';
 import { loadConfig } from '../../sink.ts';
+import { configErrorOf, type Env } from './config-error.ts';
 
-type Env = Record<string, string | undefined>;
-
-function configError(env: Env): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail(`loadConfig accepted ${JSON.stringify(env)}`);
-}
+const configError = (env: Env) => configErrorOf(loadConfig, env);
 
 // ---------------------------------------------------------------- good settings
 
