@@ -14,7 +14,9 @@
  * `app.kubernetes.io/name: <chart>` to every selector, on top of ours (so the kafka Service would
  * select the apps' pods), and forgets StatefulSet pods: its selector helper is cut down to the
  * release label, which is then added to the StatefulSet too. It drops `clusterIP: None` and
- * `publishNotReadyAddresses` from headless Services; they are put back. Then chart/README.md (not touched by
+ * `publishNotReadyAddresses` from headless Services; they are put back. Secret references (the
+ * aws-secret name and its key names) become values, secrets.<name>.name and .keys.<key>, since
+ * helmify leaves them literal. Then chart/README.md (not touched by
  * helmify) is kept, and Chart.yaml gets the project's version and description.
  *
  * Needs kubectl (its built-in kustomize) and helmify (`npm run k8s-tools` builds it into .cache/bin).
@@ -128,6 +130,26 @@ function restoreHeadlessServices(chart: string, objects: Manifest[]): void {
   }
 }
 
+/** secretKeyRef names and keys as values (see the header). */
+function secretRefsAsValues(chart: string): void {
+  const secrets: Record<string, { name: string; keys: Record<string, string> }> = {};
+  for (const file of readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml'))) {
+    const path = join(chart, 'templates', file);
+    const t = readFileSync(path, 'utf8');
+    const out = t.replace(/secretKeyRef:\n( +)key: (\S+)\n\1name: (\S+)\n/g, (_, indent: string, key: string, name: string) => {
+      const s = (secrets[camel(name)] ??= { name, keys: {} });
+      s.keys[camel(key.replace(/_/g, '-'))] = key;
+      return `secretKeyRef:\n${indent}key: {{ .Values.secrets.${camel(name)}.keys.${camel(key.replace(/_/g, '-'))} }}\n${indent}name: {{ .Values.secrets.${camel(name)}.name }}\n`;
+    });
+    if (out !== t) writeFileSync(path, out);
+  }
+  if (Object.keys(secrets).length === 0) return;
+  const valuesPath = join(chart, 'values.yaml');
+  const values = parseDocument(readFileSync(valuesPath, 'utf8')).toJS() as Record<string, unknown>;
+  values.secrets = secrets;
+  writeFileSync(valuesPath, stringify(values, { sortMapEntries: true }));
+}
+
 const manifests = withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)]));
 const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
 const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
@@ -136,6 +158,7 @@ run(tool('helmify'), ['-original-name', target], manifests);
 restoreServiceAccounts(target, objects);
 fixSelectors(target);
 restoreHeadlessServices(target, objects);
+secretRefsAsValues(target);
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.
 const chartYaml = join(target, 'Chart.yaml');

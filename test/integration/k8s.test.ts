@@ -100,3 +100,12 @@ test('in the chart, every Service selects the pods of exactly one workload, and 
   const sampler = workloads.find((w) => w.metadata.name === 'cpu-sampler');
   assert.equal(sampler.spec.template.spec.serviceAccountName, 'cpu-sampler', 'the sampler does not get the sink\'s IAM role');
 });
+
+test('in the chart, the aws-secret name and its key names are values', () => {
+  const r = run(tool('helm'), ['template', 'cpu-pipeline', 'chart', '--kube-version', kubernetesVersion,
+    '--set', 'secrets.awsSecret.name=my-aws', '--set', 'secrets.awsSecret.keys.awsAccessKeyId=AccessKeyId', '--set', 'secrets.awsSecret.keys.awsSecretAccessKey=SecretAccessKey']);
+  assert.equal(r.code, 0, r.err);
+  const sink = parseAllDocuments(r.out).map((d) => d.toJS()).find((o) => o?.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
+  const refs = sink.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
+  assert.deepEqual(refs, [['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'], ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey']]);
+});
