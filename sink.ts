@@ -36,9 +36,15 @@
  *   FILE_MAX_RECORDS [10000], FILE_MAX_BYTES [8388608], FILE_MAX_AGE_SECONDS [300]
  *   BUFFER_MAX_BYTES [67108864]           per partition, before it is paused while S3 is down
  *   RECORD_MAX_BYTES [65536]              larger records are dead-lettered
+ *   GROUP_REJOIN_TIMEOUT_SECONDS [120]    after partitions are revoked, how long to wait for the group
+ *                                         to assign again before exiting for a restart (see below)
  *   HTTP_PORT [8080], SHUTDOWN_TIMEOUT_SECONDS [20], LOG_LEVEL [info]
  *   Credentials: the AWS SDK default chain (IRSA web identity, EKS Pod Identity, AWS_ACCESS_KEY_ID/
  *   AWS_SECRET_ACCESS_KEY, shared config, instance profile); nothing here reads keys itself.
+ *
+ * Crash-only recovery: if the consumer loses its group and is not given partitions again within
+ * GROUP_REJOIN_TIMEOUT_SECONDS (seen once a broker restart left the client without a coordinator),
+ * the sink exits 1 so that Kubernetes restarts it; nothing it held was committed, so nothing is lost.
  *
  * Run: `npx tsx sink.ts` (or `npm run sink`). Bad settings: named message, exit 2. SIGTERM/SIGINT:
  * stop consuming, upload open files, commit, disconnect, exit 0 (1 if some could not be uploaded in
@@ -79,6 +85,7 @@ export interface SinkConfig {
   maxAgeMs: number;
   bufferMaxBytes: number;
   recordMaxBytes: number;
+  rejoinTimeoutMs: number;
   httpPort: number;
   shutdownMs: number;
   logLevel: Level;
@@ -121,6 +128,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxAgeMs: 1000 * e.number('FILE_MAX_AGE_SECONDS', 300, { min: 1, max: 86_400, unit: 'seconds' }),
     bufferMaxBytes: e.number('BUFFER_MAX_BYTES', 64 * 2 ** 20, { min: 1024, max: 16 * 2 ** 30, integer: true }),
     recordMaxBytes: e.number('RECORD_MAX_BYTES', 65_536, { min: 64, max: 100 * 2 ** 20, integer: true }),
+    rejoinTimeoutMs: 1000 * e.number('GROUP_REJOIN_TIMEOUT_SECONDS', 120, { min: 5, max: 3600, unit: 'seconds' }),
     httpPort: e.number('HTTP_PORT', 8080, { min: 0, max: 65_535, integer: true }),
     shutdownMs: 1000 * e.number('SHUTDOWN_TIMEOUT_SECONDS', 20, { min: 1, max: 3600, unit: 'seconds' }),
     logLevel: e.choice('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
@@ -321,6 +329,7 @@ async function main(): Promise<void> {
   if (settingsProblem) exitOnConfigError('sink', new ConfigError(settingsProblem));
 
   const states = new Map<number, PartitionState>();
+  let rejoinWatchdog: NodeJS.Timeout | undefined;
   let stopping = false;
   let connected = false;
 
@@ -489,7 +498,14 @@ async function main(): Promise<void> {
         states.delete(partition);
       }
       log.info('partitions revoked; their open files are dropped and will be rebuilt by the next owner', { partitions: assignment.map((a) => a.partition) });
+      clearTimeout(rejoinWatchdog);
+      rejoinWatchdog = setTimeout(() => {
+        log.error('no partitions assigned since they were revoked; exiting so that the sink is restarted', { waited_ms: config.rejoinTimeoutMs });
+        void shutdown('group-lost');
+      }, config.rejoinTimeoutMs);
+      rejoinWatchdog.unref();
     } else if (err.code === -175) {
+      clearTimeout(rejoinWatchdog);
       for (const { partition } of assignment) states.set(partition, newState(partition));
       log.info('partitions assigned', { partitions: assignment.map((a) => a.partition) });
     }
@@ -587,7 +603,7 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
-  onShutdown(async (reason) => {
+  const shutdown = onShutdown(async (reason) => {
     stopping = true;
     log.info('stopping', { reason });
     clearInterval(ticker);
@@ -608,7 +624,7 @@ async function main(): Promise<void> {
       log.error('records not uploaded before stop; not committed, the next sink writes them', { count: left });
       return 1;
     }
-    return 0;
+    return reason === 'group-lost' ? 1 : 0;
   }, config.shutdownMs, log);
 
   log.info('started', {

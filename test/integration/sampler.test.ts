@@ -77,7 +77,8 @@ test('SIGTERM flushes the reading in flight, disconnects and exits 0', async (t)
   const bootstrap = sharedKafka();
   const topic = uniqueName('readings');
   const p = sampler(t, bootstrap, topic, uniqueName('node'));
-  const first = await p.waitForLog('first reading', (l) => l.msg === 'reading');
+  await p.waitForLog('the connection', (l) => l.msg === 'connected to Kafka');
+  const first = await p.waitForLog('a reading', (l) => l.msg === 'reading' && p.logs.indexOf(l) > p.logs.findIndex((c) => c.msg === 'connected to Kafka'));
   // Stop right after the reading was taken, before its delivery is confirmed by this test.
   const { code, signal, last } = await stopWithSigterm(p);
   assert.equal(signal, null);

@@ -124,16 +124,30 @@ test('the Kafka broker restarted while records flow: every record is in S3 exact
   const s3 = await s3ForTest(t);
   const topic = uniqueName('readings');
   await createTopic(kafka.bootstrap, topic, 2);
-  const p = sink(t, { KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '15' });
+  // As Kubernetes would: a sink that exits is started again (the sink exits 1 when its consumer
+  // lost the group and was not given partitions again within GROUP_REJOIN_TIMEOUT_SECONDS).
+  const env = { KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '15', GROUP_REJOIN_TIMEOUT_SECONDS: '10' };
+  const sinks: Program[] = [];
+  let restarts = 0;
+  let done = false;
+  const supervise = () => {
+    const p = sink(t, env);
+    sinks.push(p);
+    void p.exited.then(() => { if (!done) { restarts++; supervise(); } });
+    return p;
+  };
+  t.after(() => { done = true; });
+  const first = supervise();
   const before = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
-  await p.waitForLog('an object written', (l) => l.msg === 'object written');
+  await first.waitForLog('an object written', (l) => l.msg === 'object written');
   await kafka.stop();
   await new Promise((r) => setTimeout(r, 3000));
   await kafka.start();
   const after = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
   const produced = [...before, ...after];
-  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 90_000, [p]);
-  report(t, 'Kafka restart', produced.length, check, objects.length);
+  const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 120_000, sinks);
+  done = true;
+  report(t, `Kafka restart (sink restarts: ${restarts})`, produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
 });
 
@@ -161,4 +175,22 @@ test('two sinks in one group, one killed mid-stream: the survivor takes over and
   assert.deepEqual(check, clean(produced.length));
   const lastAssignment = b.logs.filter((l) => l.msg === 'partitions assigned').at(-1)?.partitions as number[];
   assert.deepEqual([...lastAssignment].sort(), [0, 1, 2, 3], 'the survivor owns every partition');
+});
+
+test('a sink that lost its group and is not given partitions again exits 1 so that it is restarted', async (t) => {
+  const kafka = await startKafka();
+  t.after(() => kafka.destroy());
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(kafka.bootstrap, topic, 1);
+  const p = sink(t, {
+    KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
+    GROUP_REJOIN_TIMEOUT_SECONDS: '5', ...fastFailover,
+  });
+  await p.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
+  await kafka.stop(); // the session times out, the partitions are revoked, and no coordinator answers
+  const gone = await p.waitForLog('the watchdog', (l) => l.msg === 'no partitions assigned since they were revoked; exiting so that the sink is restarted', 60_000);
+  assert.equal(gone.level, 'error');
+  const { code } = await p.exited;
+  assert.equal(code, 1);
 });

@@ -28,6 +28,7 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
     maxAgeMs: 300_000,
     bufferMaxBytes: 67_108_864,
     recordMaxBytes: 65_536,
+    rejoinTimeoutMs: 120_000,
     httpPort: 8080,
     shutdownMs: 20_000,
     logLevel: 'info',
