@@ -65,7 +65,8 @@ export function runProgram(t: TestContext, file: string, env: Record<string, str
     for (const line of lines) if (line.trim()) logs.push(JSON.parse(line) as LogLine);
   });
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => { err += chunk; });
-  const exited = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  // 'close' comes after the output streams ended, so the logs are complete when it resolves.
+  const exited = once(proc, 'close').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   t.after(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGKILL');
@@ -78,8 +79,13 @@ export function runProgram(t: TestContext, file: string, env: Record<string, str
     stderr: () => err,
     exited,
     waitForLog: (what, match, timeoutMs = 30_000) => waitFor(what, () => {
-      if (proc.exitCode !== null) throw new Error(`${file} exited (${proc.exitCode}) while waiting for ${what}; stderr: ${err}`);
-      return logs.find(match);
+      const found = logs.find(match);
+      if (found) return found;
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        // Its last lines may still be in the pipe: look once more when the output has closed.
+        return exited.then(() => logs.find(match) ?? Promise.reject(new Error(`${file} exited (${proc.exitCode ?? proc.signalCode}) while waiting for ${what}; stderr: ${err}`)));
+      }
+      return undefined;
     }, timeoutMs),
     count: (msg) => logs.filter((l) => l.msg === msg).length,
   };
