@@ -396,9 +396,10 @@ async function main(): Promise<void> {
     st.handled = Math.max(st.handled, offset);
     for (const f of [...st.closed, ...(st.open ? [st.open] : [])]) {
       const kept = dropThrough(f.records, offset);
-      st.bufferedBytes -= f.bytes - kept.reduce((n, x) => n + x.line.length + 1, 0);
+      const keptBytes = kept.reduce((n, x) => n + x.line.length + 1, 0);
+      st.bufferedBytes -= f.bytes - keptBytes;
       f.records = kept;
-      f.bytes = kept.reduce((n, x) => n + x.line.length + 1, 0);
+      f.bytes = keptBytes;
     }
     st.closed = st.closed.filter((f) => f.records.length > 0);
     if (st.open && st.open.records.length === 0) st.open = undefined;
