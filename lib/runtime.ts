@@ -115,9 +115,60 @@ export interface KafkaSettings {
   passthrough: Record<string, string>;
 }
 
-export function kafkaClient(s: KafkaSettings, log: Logger): KafkaJS.Kafka {
+/**
+ * librdkafka properties that only one kind of client reads (the "C/P" column of librdkafka's
+ * CONFIGURATION.md, checked against the bundled copy by test/unit/config.test.ts). A setting of
+ * the other kind would only make librdkafka warn at every start, so each client gets its own.
+ */
+const consumerOnly = new Set([
+  'auto.commit.enable', 'auto.commit.interval.ms', 'auto.offset.reset', 'check.crcs', 'consume.callback.max.messages',
+  'coordinator.query.interval.ms', 'enable.auto.commit', 'enable.auto.offset.store', 'enable.partition.eof',
+  'fetch.error.backoff.ms', 'fetch.max.bytes', 'fetch.message.max.bytes', 'fetch.min.bytes', 'fetch.queue.backoff.ms',
+  'fetch.wait.max.ms', 'group.id', 'group.instance.id', 'group.protocol', 'group.protocol.type', 'group.remote.assignor',
+  'heartbeat.interval.ms', 'isolation.level', 'max.partition.fetch.bytes', 'max.poll.interval.ms', 'max.poll.records',
+  'offset.store.method', 'offset.store.path', 'offset.store.sync.interval.ms', 'partition.assignment.strategy',
+  'queued.max.messages.kbytes', 'queued.min.messages', 'session.timeout.ms', 'share.acknowledgement.mode',
+]);
+const producerOnly = new Set([
+  'acks', 'batch.num.messages', 'batch.size', 'compression.codec', 'compression.level', 'compression.type',
+  'delivery.report.only.error', 'delivery.timeout.ms', 'enable.gapless.guarantee', 'enable.idempotence', 'linger.ms',
+  'message.send.max.retries', 'message.timeout.ms', 'partitioner', 'produce.offset.report',
+  'queue.buffering.backpressure.threshold', 'queue.buffering.max.kbytes', 'queue.buffering.max.messages',
+  'queue.buffering.max.ms', 'queuing.strategy', 'request.required.acks', 'request.timeout.ms', 'retries',
+  'sticky.partitioning.linger.ms', 'transaction.timeout.ms', 'transactional.id',
+]);
+/**
+ * Topic-level properties that have no global twin. The librdkafka-style client takes them only in
+ * its topic config: given with the global ones they are lost when the client sets its (empty)
+ * default topic config, and a new group would start at the end of the topic, not the beginning.
+ */
+const topicOnly = new Set([
+  'acks', 'auto.commit.enable', 'auto.offset.reset', 'compression.level', 'consume.callback.max.messages', 'delivery.timeout.ms',
+  'message.timeout.ms', 'offset.store.path', 'offset.store.sync.interval.ms', 'partitioner', 'produce.offset.report',
+  'queuing.strategy', 'request.required.acks', 'request.timeout.ms',
+]);
+export const kafkaPropertyScopes = { consumerOnly, producerOnly, topicOnly };
+
+type KafkaConf = Record<string, string | number | boolean>;
+
+/** Splits a librdkafka config into the global and the topic part (see topicOnly). */
+export function splitTopicConf(conf: KafkaConf): { global: KafkaConf; topic: KafkaConf } {
+  const global: KafkaConf = {};
+  const topic: KafkaConf = {};
+  for (const [k, v] of Object.entries(conf)) (topicOnly.has(k) ? topic : global)[k] = v;
+  return { global, topic };
+}
+
+/** The passthrough properties a client of this kind reads (an admin client reads neither kind's own). */
+export function propertiesFor(kind: 'consumer' | 'producer' | 'admin', props: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(props).filter(([p]) =>
+    !(kind !== 'consumer' && consumerOnly.has(p)) && !(kind !== 'producer' && producerOnly.has(p))));
+}
+
+/** A KafkaJS-style client for producers and admin clients, given only the properties of its kind. */
+export function kafkaClient(s: KafkaSettings, log: Logger, kind: 'producer' | 'admin' = 'producer'): KafkaJS.Kafka {
   return new KafkaJS.Kafka({
-    ...s.passthrough,
+    ...propertiesFor(kind, s.passthrough),
     kafkaJS: {
       brokers: s.brokers.split(',').map((b) => b.trim()),
       clientId: s.clientId,
@@ -141,14 +192,14 @@ export function kafkaConfigProblem(err: unknown, source: Record<string, string>)
 }
 
 /**
- * Lets librdkafka judge the settings without connecting: creating a client object parses every
- * property (unknown names and bad values throw). Returns the problem, naming the env vars.
+ * Lets librdkafka judge a client's settings without connecting: creating the client object parses
+ * every property (unknown names and bad values throw). Returns the problem, naming the env vars.
  */
-export function checkKafkaSettings(s: KafkaSettings, source: Record<string, string>, extra: Record<string, string | number>): string | undefined {
+export function checkKafkaConf(kind: 'consumer' | 'producer', conf: KafkaConf, source: Record<string, string>): string | undefined {
+  const { global, topic } = splitTopicConf(conf);
   try {
-    const conf = { ...s.passthrough, ...extra, 'bootstrap.servers': s.brokers, 'client.id': s.clientId };
-    if ('group.id' in extra) new Kafka.KafkaConsumer(conf, {});
-    else new Kafka.Producer(conf);
+    if (kind === 'consumer') new Kafka.KafkaConsumer(global, topic);
+    else new Kafka.Producer(global, topic);
     return undefined;
   } catch (err) {
     return kafkaConfigProblem(err, source) ?? `Kafka client settings: ${(err as Error).message}`;
@@ -223,10 +274,14 @@ function cleanKafkaExtra(extra?: object): object {
 
 // ---------------------------------------------------------------- health and metrics
 
-/** A registry with Node's default metrics (process_*, nodejs_*). */
+/**
+ * A registry with Node's default metrics (process_*, nodejs_*). The event-loop delay monitor
+ * samples once a second instead of prom-client's every 10 ms: at 10 ms it alone kept an idle
+ * sampler at 0.2-0.8 % of a core (bench/), the loop's lag is still seen, at a coarser grain.
+ */
 export function metricsRegistry(): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
   return registry;
 }
 
@@ -298,4 +353,67 @@ export function exitOnConfigError(program: string, err: unknown): never {
     process.exit(2);
   }
   throw err;
+}
+
+// ---------------------------------------------------------------- start-up
+
+export interface Runtime {
+  /** The port actually served (HTTP_PORT=0 picks a free one). */
+  port: number;
+  /** Runs the program's stop once, closes the server and exits with its code (also on SIGTERM/SIGINT). */
+  shutdown: (reason: string) => Promise<void>;
+}
+
+/**
+ * What both programs do once their config is loaded: serve /healthz, /readyz and /metrics (exit 1
+ * if the port cannot be had), and run `stop` once on SIGTERM or SIGINT within the deadline.
+ */
+export async function startRuntime(o: {
+  log: Logger; port: number; registry: Registry; ready: () => boolean; deadlineMs: number; stop: (reason: string) => Promise<number>;
+}): Promise<Runtime> {
+  const server = await serveHttp(o.port, o.registry, o.ready).catch((err: Error) => {
+    o.log.error('cannot serve HTTP', { port: o.port, error: err.message });
+    process.exit(1);
+  });
+  const shutdown = onShutdown(async (reason) => {
+    try {
+      return await o.stop(reason);
+    } finally {
+      server.close();
+    }
+  }, o.deadlineMs, o.log);
+  return { port: (server.address() as { port: number }).port, shutdown };
+}
+
+/**
+ * Connects for as long as it takes. Each attempt first asks whether any bootstrap broker answers
+ * on TCP (cheap, see anyBrokerReachable), then calls `connect`, which must make new clients every
+ * time: a client whose connect() failed cannot connect again. Every failed attempt logs `Kafka
+ * unreachable; retrying` at level error; the wait doubles from 1 s to 10 s. A setting librdkafka
+ * only rejects at connect time exits 2, naming it. Returns false when `stopping()` turned true first.
+ */
+export async function connectWithRetry(o: {
+  program: string; brokers: string; source: Record<string, string>; log: Logger;
+  stopping: () => boolean; connect: () => Promise<void>; fields?: () => object; onConfigError?: () => void;
+}): Promise<boolean> {
+  for (let attempt = 1, delay = 1000; !o.stopping(); attempt++, delay = Math.min(delay * 2, 10_000)) {
+    const probe = await anyBrokerReachable(o.brokers);
+    if (probe.ok) {
+      try {
+        await o.connect();
+        o.log.info('connected to Kafka', { brokers: o.brokers, attempt, ...o.fields?.() });
+        return true;
+      } catch (err) {
+        const problem = kafkaConfigProblem(err, o.source);
+        if (problem) {
+          o.onConfigError?.();
+          exitOnConfigError(o.program, new ConfigError(problem));
+        }
+        probe.error = (err as Error).message;
+      }
+    }
+    o.log.error('Kafka unreachable; retrying', { brokers: o.brokers, attempt, retry_in_ms: delay, error: probe.error, ...o.fields?.() });
+    await new Promise((res) => setTimeout(res, delay));
+  }
+  return false;
 }

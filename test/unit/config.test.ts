@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { test } from 'node:test';
 import { loadConfig } from '../../sampler.ts';
 import { configErrorOf, type Env } from './config-error.ts';
 import {
-  checkBrokers, checkPassthrough, checkTopic, envReader, kafkaConfigProblem, kafkaPassthrough,
+  checkBrokers, checkPassthrough, checkTopic, envReader, kafkaConfigProblem, kafkaPassthrough, kafkaPropertyScopes, propertiesFor, splitTopicConf,
 } from '../../lib/runtime.ts';
 
 const configError = (env: Env) => configErrorOf(loadConfig, env);
@@ -166,4 +167,36 @@ test('kafkaConfigProblem lists every passthrough variable when the message names
 
 test('kafkaConfigProblem does not treat a broker that does not answer as a configuration problem', () => {
   assert.equal(kafkaConfigProblem(new Error('broker transport failure'), { 'foo.bar': 'KAFKA_CONFIG_FOO_BAR' }), undefined);
+});
+
+// ---------------------------------------------------------------- properties of each kind of client
+
+test('propertiesFor gives a producer no consumer-only property, and a consumer no producer-only one', () => {
+  const props = { 'session.timeout.ms': '6000', 'linger.ms': '5', 'security.protocol': 'SASL_SSL' };
+  assert.deepEqual(propertiesFor('producer', props), { 'linger.ms': '5', 'security.protocol': 'SASL_SSL' });
+  assert.deepEqual(propertiesFor('consumer', props), { 'session.timeout.ms': '6000', 'security.protocol': 'SASL_SSL' });
+  assert.deepEqual(propertiesFor('admin', props), { 'security.protocol': 'SASL_SSL' });
+});
+
+test('the consumer-only, producer-only and topic-only lists are those of the bundled librdkafka CONFIGURATION.md', () => {
+  const doc = readFileSync(new URL('../../node_modules/@confluentinc/kafka-javascript/deps/librdkafka/CONFIGURATION.md', import.meta.url), 'utf8');
+  const global = new Map<string, string>();
+  const topic = new Map<string, string>();
+  let table = global;
+  for (const l of doc.split('\n')) {
+    if (l.startsWith('## Topic configuration')) table = topic;
+    const m = /^([a-z][a-z0-9._]*) +\| +([CP*]) +\|/.exec(l);
+    if (m) table.set(m[1], m[2]);
+  }
+  const settable = (p: string) => !/_cb$|^opaque$|^msg_order_cmp$/.test(p); // callbacks: not from env
+  const all = new Map([...topic, ...global]);
+  const scoped = (c: string) => new Set([...all].filter(([p, s]) => s === c && settable(p)).map(([p]) => p));
+  assert.deepEqual(kafkaPropertyScopes.consumerOnly, scoped('C'));
+  assert.deepEqual(kafkaPropertyScopes.producerOnly, scoped('P'));
+  const topicOnly = new Set([...topic.keys()].filter((p) => !global.has(p) && settable(p)));
+  assert.deepEqual(kafkaPropertyScopes.topicOnly, topicOnly);
+});
+
+test('splitTopicConf puts topic-only properties in the topic config and the rest in the global one', () => {
+  assert.deepEqual(splitTopicConf({ 'auto.offset.reset': 'earliest', 'group.id': 'g' }), { global: { 'group.id': 'g' }, topic: { 'auto.offset.reset': 'earliest' } });
 });
