@@ -48,8 +48,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Counter, Gauge } from 'prom-client';
 import {
-  anyBrokerReachable, checkBrokers, checkKafkaSettings, checkPassthrough, checkTopic, envReader, exitOnConfigError, kafkaClient, kafkaConfigProblem,
-  kafkaPassthrough, logger, metricsRegistry, onShutdown, serveHttp, ConfigError, type Level,
+  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, connectWithRetry, envReader, exitOnConfigError, kafkaClient,
+  kafkaPassthrough, logger, metricsRegistry, propertiesFor, startRuntime, ConfigError, type Level,
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -423,10 +423,11 @@ async function main(): Promise<void> {
     'linger.ms': 5,
     kafkaJS: { idempotent: true, acks: -1 },
   });
-  let producer = newProducer();
-  const settingsProblem = checkKafkaSettings(config, config.passthroughSource, {
-    'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'enable.idempotence': 'true',
-  });
+  let producer: ReturnType<typeof newProducer> | undefined; // the one that connected
+  const settingsProblem = checkKafkaConf('producer', {
+    ...propertiesFor('producer', config.passthrough), 'bootstrap.servers': config.brokers, 'client.id': config.clientId,
+    'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'enable.idempotence': true,
+  }, config.passthroughSource);
   if (settingsProblem) exitOnConfigError('sampler', new ConfigError(settingsProblem));
 
   const snap = snapshotter(config.procRoot, config.cgroupRoot);
@@ -444,7 +445,7 @@ async function main(): Promise<void> {
     inFlight.set(id, Date.now());
     updatePending();
     const { key, value, headers } = encodeReading(reading);
-    producer.send({ topic: config.topic, messages: [{ key, value, headers }] }).then(
+    producer!.send({ topic: config.topic, messages: [{ key, value, headers }] }).then(
       () => {
         produced.inc();
         lastDelivered.set(Date.now() / 1000);
@@ -506,71 +507,51 @@ async function main(): Promise<void> {
     const oldest = Math.min(...inFlight.values());
     return !(Date.now() - oldest > Math.max(config.intervalMs, 30_000));
   };
-  const server = await serveHttp(config.httpPort, registry, ready).catch((err: Error) => {
-    log.error('cannot serve HTTP', { port: config.httpPort, error: err.message });
-    process.exit(1);
-  });
-
-  onShutdown(async (reason) => {
+  const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: async (reason) => {
     stopping = true;
     stopTicks();
     log.info('stopping', { reason, pending: outbox.length + inFlight.size });
-    let code = 0;
-    if (connected) {
+    if (producer) {
       const flushMs = Math.max(1000, config.shutdownMs - 3000);
-      try {
-        await producer.flush({ timeout: flushMs });
-      } catch (err) {
-        log.error('flush did not complete', { error: (err as Error).message, timeout_ms: flushMs });
-      }
+      await producer.flush({ timeout: flushMs }).catch((err: Error) => log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
       await producer.disconnect().catch(() => {});
     }
     const lost = outbox.length + inFlight.size;
-    if (lost > 0) {
-      failed.inc({ reason: 'stopped' }, lost);
-      log.error('readings not delivered before stop', { count: lost });
-      code = 1;
-    }
-    server.close();
-    return code;
-  }, config.shutdownMs, log);
+    if (lost === 0) return 0;
+    failed.inc({ reason: 'stopped' }, lost);
+    log.error('readings not delivered before stop', { count: lost });
+    return 1;
+  } });
 
   log.info('started', {
-    brokers: config.brokers, topic: config.topic, interval_seconds: config.intervalMs / 1000, http_port: (server.address() as { port: number }).port,
+    brokers: config.brokers, topic: config.topic, interval_seconds: config.intervalMs / 1000, http_port: port,
     node: source.node, pod: source.pod, namespace: source.namespace, host_counters: snap.hostSource,
     cgroup: snap.where.version === 0 ? null : `v${snap.where.version}`,
     ...(noCgroupReason ? { container_unavailable_reason: noCgroupReason } : {}),
     first_reading_at: new Date(nextBoundary(Date.now(), config.intervalMs)).toISOString(),
   });
 
-  // Connect, retrying for as long as it takes; say so on every failed attempt.
-  for (let attempt = 1, delay = 1000; !stopping; attempt++, delay = Math.min(delay * 2, 10_000)) {
-    const probe = await anyBrokerReachable(config.brokers);
-    if (!probe.ok) {
-      log.error('Kafka unreachable; retrying', { brokers: config.brokers, attempt, retry_in_ms: delay, error: probe.error, queued: outbox.length });
-      await new Promise((r) => setTimeout(r, delay));
-      continue;
-    }
-    try {
-      await producer.connect();
-      connected = true;
-      connectedGauge.set(1);
-      log.info('connected to Kafka', { brokers: config.brokers, attempt, queued: outbox.length });
-      for (const r of outbox.splice(0)) send(r);
-      updatePending();
-      break;
-    } catch (err) {
-      const problem = kafkaConfigProblem(err, config.passthroughSource);
-      if (problem) {
-        stopTicks();
-        exitOnConfigError('sampler', new ConfigError(problem));
+  // Connect, retrying for as long as it takes; readings taken meanwhile wait in the outbox.
+  connected = await connectWithRetry({
+    program: 'sampler', brokers: config.brokers, source: config.passthroughSource, log,
+    stopping: () => stopping,
+    fields: () => ({ queued: outbox.length }),
+    onConfigError: stopTicks,
+    connect: async () => {
+      const candidate = newProducer();
+      try {
+        await candidate.connect();
+      } catch (err) {
+        await candidate.disconnect().catch(() => {});
+        throw err;
       }
-      await producer.disconnect().catch(() => {});
-      producer = newProducer();
-      log.error('Kafka unreachable; retrying', { brokers: config.brokers, attempt, retry_in_ms: delay, error: (err as Error).message, queued: outbox.length });
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+      producer = candidate;
+    },
+  });
+  if (!connected) return;
+  connectedGauge.set(1);
+  for (const r of outbox.splice(0)) send(r);
+  updatePending();
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
