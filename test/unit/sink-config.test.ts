@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { loadConfig } from '../../sink.ts';
+import { consumerConf, loadConfig, memoryBound } from '../../sink.ts';
 import { configErrorOf, type Env } from './config-error.ts';
 
 const configError = (env: Env) => configErrorOf(loadConfig, env);
@@ -26,13 +26,40 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
     maxRecords: 10_000,
     maxBytes: 8_388_608,
     maxAgeMs: 300_000,
-    bufferMaxBytes: 67_108_864,
+    bufferMaxBytes: 33_554_432,
+    uploadsMax: 4,
     recordMaxBytes: 65_536,
     rejoinTimeoutMs: 120_000,
     httpPort: 8080,
     shutdownMs: 20_000,
     logLevel: 'info',
   });
+});
+
+test('consumerConf bounds librdkafka\'s fetch queue, starts a new group at the beginning, and lets KAFKA_CONFIG_ override', () => {
+  const conf = consumerConf(loadConfig({ KAFKA_CONFIG_QUEUED_MAX_MESSAGES_KBYTES: '4096' }));
+  assert.equal(conf['queued.max.messages.kbytes'], '4096');
+  assert.equal(conf['fetch.max.bytes'], 8 * 2 ** 20);
+  assert.equal(conf['auto.offset.reset'], 'earliest');
+  assert.equal(conf['enable.auto.commit'], false);
+});
+
+test('consumerConf gives the consumer no producer-only property', () => {
+  const conf = consumerConf(loadConfig({ KAFKA_CONFIG_LINGER_MS: '5', KAFKA_CONFIG_SESSION_TIMEOUT_MS: '6000' }));
+  assert.equal(conf['linger.ms'], undefined);
+  assert.equal(conf['session.timeout.ms'], '6000');
+});
+
+test('memoryBound at the defaults is the runtime, twice the fetch queue, the buffer and its gzipped copy', () => {
+  const mib = 2 ** 20;
+  assert.equal(memoryBound(loadConfig({})), Math.ceil(160 * mib + 2 * (8 + 8) * mib + 32 * mib * 1.2));
+});
+
+test('memoryBound follows BUFFER_MAX_BYTES and the fetch queue settings', () => {
+  const base = memoryBound(loadConfig({}));
+  assert.ok(Math.abs(memoryBound(loadConfig({ BUFFER_MAX_BYTES: String(64 * 2 ** 20) })) - base - 32 * 2 ** 20 * 1.2) <= 1);
+  assert.equal(memoryBound(loadConfig({ FILE_GZIP: 'false' })), base - Math.ceil(32 * 2 ** 20 * 0.2));
+  assert.equal(memoryBound(loadConfig({ KAFKA_CONFIG_QUEUED_MAX_MESSAGES_KBYTES: '16384' })) - base, 2 * 8 * 2 ** 20);
 });
 
 test('loadConfig uses AWS_REGION when S3_REGION is unset', () => {
@@ -123,6 +150,7 @@ const bad: [name: string, value: string, expected: string, others?: Env][] = [
   ['FILE_MAX_BYTES', '10', 'an integer from 1024 to 4294967296'],
   ['FILE_MAX_AGE_SECONDS', '0', 'a number of seconds from 1 to 86400'],
   ['BUFFER_MAX_BYTES', 'x', 'an integer from 1024 to 17179869184'],
+  ['UPLOADS_MAX', '0', 'an integer from 1 to 64'],
   ['RECORD_MAX_BYTES', '1', 'an integer from 64 to 104857600'],
   ['S3_REQUEST_TIMEOUT_SECONDS', '0', 'a number of seconds from 1 to 600'],
   ['KAFKA_GROUP_ID', '', 'a non-empty consumer group id'],

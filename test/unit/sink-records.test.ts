@@ -4,8 +4,7 @@ import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { buildReading, encodeReading, parseCgroupV2, parseProcStat } from '../../sampler.ts';
 import {
-  checkRecord, dropThrough, encodeFile, objectKey, rotationDue, timePartition,
-  type FileRecord, type Limits, type OpenFile,
+  checkRecord, encodeFile, FileData, membersInText, objectKey, PartitionFiles, rotationDue, timePartition, type Limits,
 } from '../../sink.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -26,13 +25,11 @@ const valid = {
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const maxBytes = 65_536;
 
-const record = (offset: number, line = `{"n":${offset}}`): FileRecord => ({ offset, line: Buffer.from(line) });
-const records = (...offsets: number[]) => offsets.map((o) => record(o));
 
 // ---------------------------------------------------------------- checkRecord
 
 test('checkRecord accepts a valid v1 reading and returns its window_start', () => {
-  assert.deepEqual(checkRecord(json(valid), maxBytes), { ok: true, windowStart: '2026-11-27T05:59:00.000Z', line: json(valid) });
+  assert.deepEqual(checkRecord(json(valid), maxBytes), { ok: true, windowStart: '2026-11-27T05:59:00.000Z', hour: 'dt=2026-11-27/hour=05', line: json(valid) });
 });
 
 test('checkRecord accepts a reading exactly as the sampler encodes it', () => {
@@ -46,7 +43,7 @@ test('checkRecord accepts a reading exactly as the sampler encodes it', () => {
     { node: 'node-1', pod: 'cpu-sampler-x2k4q', namespace: 'monitoring' }, 'no cgroup');
   assert.ok(reading);
   const value = Buffer.from(encodeReading(reading).value);
-  assert.deepEqual(checkRecord(value, maxBytes), { ok: true, windowStart: '2025-01-01T12:00:00.000Z', line: value });
+  assert.deepEqual(checkRecord(value, maxBytes), { ok: true, windowStart: '2025-01-01T12:00:00.000Z', hour: 'dt=2025-01-01/hour=12', line: value });
 });
 
 test('checkRecord accepts a reading without container figures when it gives the reason', () => {
@@ -106,25 +103,60 @@ test('checkRecord writes a pretty-printed reading as one compact line', () => {
   assert.deepEqual(result.line, json(valid));
 });
 
-test('checkRecord dead-letters a leap-second window_start that a Date cannot hold, instead of failing later', () => {
-  const result = checkRecord(json({ ...valid, window_start: '2026-11-27T23:59:60Z' }), maxBytes);
-  assert.ok(!result.ok);
-  assert.equal(result.reason, 'schema');
-  assert.match(result.detail, /window_start/);
+test('checkRecord files a leap-second window_start, which the schema accepts, under its own hour', () => {
+  const result = checkRecord(json({ ...valid, window_start: '2016-12-31T23:59:60Z' }), maxBytes);
+  assert.ok(result.ok, JSON.stringify(result));
+  assert.equal(result.hour, 'dt=2016-12-31/hour=23');
 });
 
-for (const [what, text] of [
-  ['JSON null', 'null'],
-  ['a JSON number', '1'],
-  ['a JSON string', '"schema_version"'],
-  ['a JSON array', '[{"schema_version":1}]'],
+test('checkRecord places every window_start the schema accepts (separators, fractions, leap seconds, early years)', () => {
+  for (const [start, hour] of [
+    ['2026-11-27 05:59:00Z', 'dt=2026-11-27/hour=05'],
+    ['2026-11-27t05:59:00Z', 'dt=2026-11-27/hour=05'],
+    ['2026-11-27T05:59:00.123456789Z', 'dt=2026-11-27/hour=05'],
+    ['2016-12-31T23:59:60.5Z', 'dt=2016-12-31/hour=23'],
+    ['0001-01-01T00:00:00Z', 'dt=0001-01-01/hour=00'],
+  ]) {
+    const result = checkRecord(json({ ...valid, window_start: start }), maxBytes);
+    assert.ok(result.ok, `${start}: ${JSON.stringify(result)}`);
+    assert.equal(result.hour, hour, start);
+  }
+});
+
+for (const [what, text, kind] of [
+  ['JSON null', 'null', 'null'],
+  ['a JSON number', '1', 'a number'],
+  ['a JSON string', '"schema_version"', 'a string'],
+  ['a JSON array', '[{"schema_version":1}]', 'an array'],
 ] as const) {
-  test(`checkRecord calls ${what} a schema-version problem, since it is not an object`, () => {
+  test(`checkRecord calls ${what} not-object and says what it is`, () => {
     assert.deepEqual(checkRecord(Buffer.from(text), maxBytes), {
-      ok: false, reason: 'schema-version', detail: 'schema_version undefined is not 1',
+      ok: false, reason: 'not-object', detail: `the record is ${kind}, not a JSON object`,
     });
   });
 }
+
+test('checkRecord rejects a key given twice, even when the last value is valid', () => {
+  const text = JSON.stringify(valid).replace('{"schema_version":1,', '{"schema_version":2,"schema_version":1,');
+  assert.deepEqual(checkRecord(Buffer.from(text), maxBytes), { ok: false, reason: 'duplicate-key', detail: 'a key is given twice in one object' });
+});
+
+test('checkRecord rejects a window_start given twice, instead of filing it under the second', () => {
+  const text = JSON.stringify(valid).replace('"window_start":', '"window_start":"2020-01-01T00:00:00Z","window_start":');
+  const result = checkRecord(Buffer.from(text), maxBytes);
+  assert.equal(result.ok === false && result.reason, 'duplicate-key');
+});
+
+test('checkRecord rejects a key given twice inside a nested object', () => {
+  const text = JSON.stringify(valid).replace('"busy_percent":45', '"busy_percent":99,"busy_percent":45');
+  assert.equal((checkRecord(Buffer.from(text), maxBytes) as { reason?: string }).reason, 'duplicate-key');
+});
+
+test('membersInText counts the members of every object, and no colon inside a string', () => {
+  assert.equal(membersInText('{"a":1,"b":{"c":"x:y","d":[{"e":"\\":"}]}}'), 5);
+  assert.equal(membersInText('{"a\":b":1}'), 1);
+  assert.equal(membersInText('[1, 2, "3:4"]'), 0);
+});
 
 test('checkRecord calls schema_version 2 a schema-version problem and names the version', () => {
   assert.deepEqual(checkRecord(json({ ...valid, schema_version: 2 }), maxBytes), {
@@ -221,9 +253,52 @@ test('objectKey writes an offset of more than 10 digits in full', () => {
 });
 
 test('objectKey gives the same key for the same inputs, so a replay lands on the same object', () => {
-  const key = () => objectKey('cpu-levels', timePartition('2026-11-27T05:59:00.000Z'), 'cpu-levels', 5, 1_000, true);
+  const key = () => objectKey('cpu-levels', timePartition('2026-11-27T05:59:00.000Z')!, 'cpu-levels', 5, 1_000, true);
   assert.equal(key(), key());
   assert.equal(key(), 'cpu-levels/dt=2026-11-27/hour=05/cpu-levels+5+0000001000.jsonl.gz');
+});
+
+// ---------------------------------------------------------------- FileData
+
+const line = (offset: number) => Buffer.from(`{"n":${offset}}`);
+const fileOf = (...offsets: number[]) => {
+  const f = new FileData('dt=2026-11-27/hour=05', 1_000);
+  for (const o of offsets) f.append(o, line(o));
+  return f;
+};
+const text = (f: FileData) => Buffer.concat(f.body()).toString();
+
+test('FileData holds each line followed by a newline, exactly as appended', () => {
+  const f = fileOf(3, 4, 7);
+  assert.equal(text(f), '{"n":3}\n{"n":4}\n{"n":7}\n');
+  assert.deepEqual([f.records, f.first, f.last, f.bytes], [3, 3, 7, 24]);
+});
+
+test('FileData keeps bytes that are not UTF-8 exactly as they were produced', () => {
+  const f = new FileData('h', 0);
+  f.append(0, Buffer.from([0xff, 0x00, 0x7b]));
+  assert.deepEqual(Buffer.concat(f.body()), Buffer.from([0xff, 0x00, 0x7b, 0x0a]));
+});
+
+test('FileData grows past many chunks and a line larger than a chunk without losing a byte', () => {
+  const f = new FileData('h', 0);
+  const lines = Array.from({ length: 3000 }, (_, i) => Buffer.from('x'.repeat(i % 7 === 0 ? 40_000 : 300 + i)));
+  lines.forEach((l, i) => f.append(i, l));
+  assert.deepEqual(Buffer.concat(f.body()), Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')])));
+  assert.equal(f.bytes, lines.reduce((n, l) => n + l.length + 1, 0));
+});
+
+test('FileData.after keeps the records above an offset, in order, as a new file', () => {
+  const rest = fileOf(3, 4, 7, 9).after(4)!;
+  assert.equal(text(rest), '{"n":7}\n{"n":9}\n');
+  assert.deepEqual([rest.first, rest.records, rest.bytes], [7, 2, 16]);
+});
+
+test('FileData.after is the same file when the offset is below its first record, and nothing past its last', () => {
+  const f = fileOf(3, 4);
+  assert.equal(f.after(2), f);
+  assert.equal(f.after(4), undefined);
+  assert.equal(f.after(10), undefined);
 });
 
 // ---------------------------------------------------------------- rotationDue
@@ -231,12 +306,14 @@ test('objectKey gives the same key for the same inputs, so a replay lands on the
 const limits: Limits = { maxRecords: 3, maxBytes: 1_000, maxAgeMs: 60_000 };
 const openedAt = 1_800_000_000_000;
 
-function file(count: number, bytes: number): OpenFile {
-  return { partitionPath: 'dt=2026-11-27/hour=05', records: records(...Array.from({ length: count }, (_, i) => i)), bytes, openedAt };
+function file(count: number, bytesEach: number): FileData {
+  const f = new FileData('dt=2026-11-27/hour=05', openedAt);
+  for (let i = 0; i < count; i++) f.append(i, Buffer.alloc(bytesEach - 1, 0x61));
+  return f;
 }
 
 test('rotationDue is undefined while the file is below every limit', () => {
-  assert.equal(rotationDue(file(2, 999), openedAt + 59_999, limits), undefined);
+  assert.equal(rotationDue(file(2, 499), openedAt + 59_999, limits), undefined);
 });
 
 test('rotationDue says records when the file holds maxRecords records', () => {
@@ -244,7 +321,7 @@ test('rotationDue says records when the file holds maxRecords records', () => {
 });
 
 test('rotationDue says bytes when the file holds maxBytes bytes', () => {
-  assert.equal(rotationDue(file(1, 1_000), openedAt, limits), 'bytes');
+  assert.equal(rotationDue(file(2, 500), openedAt, limits), 'bytes');
 });
 
 test('rotationDue says age when maxAgeMs has passed since the file was opened', () => {
@@ -252,63 +329,119 @@ test('rotationDue says age when maxAgeMs has passed since the file was opened', 
 });
 
 test('rotationDue says records when records, bytes and age are all due', () => {
-  assert.equal(rotationDue(file(3, 1_000), openedAt + 60_000, limits), 'records');
-});
-
-test('rotationDue says bytes when bytes and age are both due', () => {
-  assert.equal(rotationDue(file(1, 1_000), openedAt + 60_000, limits), 'bytes');
+  assert.equal(rotationDue(file(3, 500), openedAt + 60_000, limits), 'records');
 });
 
 // ---------------------------------------------------------------- encodeFile
 
-const lines = [record(1, '{"a":1}'), record(2, '{"node":"nœud-é"}'), record(3, '{"c":3}')];
-const plain = Buffer.from('{"a":1}\n{"node":"nœud-é"}\n{"c":3}\n');
-
-test('encodeFile without gzip writes each record on its own line, with a newline after the last', () => {
-  assert.deepEqual(encodeFile(lines, false), plain);
+test('encodeFile without gzip is the body, byte for byte', async () => {
+  assert.equal((await encodeFile(fileOf(1, 2), false)).toString(), '{"n":1}\n{"n":2}\n');
 });
 
-test('encodeFile keeps bytes that are not UTF-8 exactly as they were produced', () => {
-  const raw = Buffer.from([0x7b, 0xff, 0x00, 0x7d]);
-  assert.deepEqual(encodeFile([{ offset: 0, line: raw }], false), Buffer.concat([raw, Buffer.from('\n')]));
+test('encodeFile with gzip writes a gzip stream that gunzips to exactly the body', async () => {
+  const f = fileOf(...Array.from({ length: 500 }, (_, i) => i));
+  const body = await encodeFile(f, true);
+  assert.deepEqual(body.subarray(0, 2), Buffer.from([0x1f, 0x8b]));
+  assert.equal(gunzipSync(body).toString(), text(f));
 });
 
-test('encodeFile with gzip writes a gzip stream', () => {
-  assert.deepEqual([...encodeFile(lines, true).subarray(0, 2)], [0x1f, 0x8b]);
+// ---------------------------------------------------------------- PartitionFiles: the exactly-once core
+
+const at = 1_800_000_000_000;
+const hour5 = 'dt=2026-11-27/hour=05';
+const hour6 = 'dt=2026-11-27/hour=06';
+const core = (l: Partial<Limits> = {}) => new PartitionFiles(0, { maxRecords: 3, maxBytes: 1_000_000, maxAgeMs: 60_000, ...l });
+const add = (p: PartitionFiles, offset: number, hour = hour5, now = at) => p.add(offset, hour, line(offset), now);
+
+test('PartitionFiles closes a file when it holds maxRecords records, and opens the next at the following offset', () => {
+  const p = core();
+  assert.deepEqual([add(p, 0), add(p, 1)].flat(), []);
+  const [full] = add(p, 2);
+  assert.equal(text(full), '{"n":0}\n{"n":1}\n{"n":2}\n');
+  add(p, 3);
+  assert.deepEqual([p.closed.length, p.open?.first], [1, 3]);
 });
 
-test('encodeFile with gzip gunzips to exactly the plain body', () => {
-  assert.deepEqual(gunzipSync(encodeFile(lines, true)), plain);
+test('PartitionFiles closes the open file first when a record of another hour arrives', () => {
+  const p = core({ maxRecords: 10 });
+  add(p, 0);
+  add(p, 1);
+  const closed = add(p, 2, hour6);
+  assert.deepEqual(closed.map((f) => [f.hour, f.first, f.last]), [[hour5, 0, 1]]);
+  assert.deepEqual([p.open?.hour, p.open?.first], [hour6, 2]);
 });
 
-test('encodeFile of no records without gzip is an empty body', () => {
-  assert.equal(encodeFile([], false).length, 0);
+test('PartitionFiles closes a quiet file by age alone', () => {
+  const p = core({ maxRecords: 10 });
+  add(p, 0, hour5, at);
+  assert.equal(p.closeIfOld(at + 59_999), undefined);
+  assert.equal(p.closeIfOld(at + 60_000)?.first, 0);
 });
 
-test('encodeFile of no records with gzip gunzips to an empty body', () => {
-  assert.equal(gunzipSync(encodeFile([], true)).length, 0);
+test('PartitionFiles lets the group commit only up to the first record not yet in S3', () => {
+  const p = core({ maxRecords: 2 });
+  assert.equal(p.safePoint(), 0);
+  for (const o of [0, 1, 2, 3, 4]) add(p, o);
+  assert.equal(p.safePoint(), 0, 'two closed files and an open one: nothing is safe');
+  p.written(p.closed[0]);
+  assert.equal(p.safePoint(), 2);
+  p.written(p.closed[0]);
+  assert.equal(p.safePoint(), 4, 'offset 4 is still in the open file');
+  p.written(p.close()!);
+  assert.equal(p.safePoint(), 5);
+  assert.equal(p.heldBytes, 0);
 });
 
-// ---------------------------------------------------------------- dropThrough
-
-test('dropThrough keeps only the records above the offset', () => {
-  assert.deepEqual(dropThrough(records(5, 6, 7, 8), 6).map((r) => r.offset), [7, 8]);
+test('PartitionFiles holds the commit at a dead letter until it is confirmed, even when later files are in S3', () => {
+  const p = core({ maxRecords: 2 });
+  add(p, 0);
+  p.deadLetter(1, 50);
+  add(p, 2);
+  p.written(p.closed[0]);
+  assert.equal(p.safePoint(), 1);
+  p.deadLettered(1, 50);
+  assert.equal(p.safePoint(), 3);
+  assert.equal(p.heldBytes, 0);
 });
 
-test('dropThrough keeps the order of the records it keeps', () => {
-  assert.deepEqual(dropThrough(records(9, 4, 12, 7, 10), 5).map((r) => r.offset), [9, 12, 7, 10]);
+test('PartitionFiles writes files oldest first, refusing any other', () => {
+  const p = core({ maxRecords: 1 });
+  add(p, 0);
+  add(p, 1);
+  assert.throws(() => p.written(p.closed[1]), /not the oldest/);
 });
 
-test('dropThrough keeps everything when the offset is below the first record', () => {
-  assert.deepEqual(dropThrough(records(5, 6), 4).map((r) => r.offset), [5, 6]);
+test('PartitionFiles drops what an existing object holds, in every file, and skips it when it comes again', () => {
+  // An earlier life wrote offsets 0-4 in one object; this life closes files of 2 records.
+  const p = core({ maxRecords: 2 });
+  for (const o of [0, 1, 2, 3, 4, 5]) add(p, o);
+  assert.deepEqual(p.closed.map((f) => [f.first, f.last]), [[0, 1], [2, 3], [4, 5]]);
+  assert.equal(p.presentThrough(4), 5);
+  assert.deepEqual(p.closed.map((f) => [f.first, f.last]), [[5, 5]]);
+  assert.equal(text(p.closed[0]), '{"n":5}\n');
+  assert.equal(p.heldBytes, 8);
+  assert.equal(p.safePoint(), 5);
+  assert.equal(p.inS3(3), true, 'a record up to the existing end is not held again');
+  assert.equal(p.inS3(6), false);
 });
 
-test('dropThrough keeps nothing when the offset is the last record', () => {
-  assert.deepEqual(dropThrough(records(5, 6), 6), []);
+test('PartitionFiles keeps the rest of a file an existing object only partly holds, as a file that starts after it', () => {
+  const p = core({ maxRecords: 5 });
+  for (const o of [10, 11, 12, 13, 14]) add(p, o);
+  p.presentThrough(12);
+  assert.deepEqual(p.closed.map((f) => [f.first, f.last, f.records]), [[13, 14, 2]]);
+  assert.equal(p.safePoint(), 13);
 });
 
-test('dropThrough does not change the list it is given', () => {
-  const input = records(5, 6, 7, 8);
-  dropThrough(input, 6);
-  assert.deepEqual(input, records(5, 6, 7, 8));
+test('PartitionFiles counts the records and bytes it holds', () => {
+  const p = core({ maxRecords: 2 });
+  for (const o of [0, 1, 2]) add(p, o);
+  p.deadLetter(3, 100);
+  assert.equal(p.records(), 4);
+  assert.equal(p.heldBytes, 3 * 8 + 100);
+});
+
+test('timePartition has no place for text that is not an RFC 3339 time', () => {
+  assert.equal(timePartition('yesterday'), undefined);
+  assert.equal(timePartition('2026-11-27T05:59:00'), undefined);
 });
