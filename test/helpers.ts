@@ -5,7 +5,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -51,7 +51,12 @@ export interface Program {
 
 /** Spawns `node --import tsx <file>` with env added to a clean environment; killed after the test. */
 export function runProgram(t: TestContext, file: string, env: Record<string, string>): Program {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, file)], {
+  return runCommand(t, [process.execPath, '--import', 'tsx', join(root, file)], env, file);
+}
+
+/** Spawns a command that logs one JSON object per line, as runProgram does; killed after the test. */
+export function runCommand(t: TestContext, argv: string[], env: Record<string, string>, file = argv.join(' ')): Program {
+  const proc = spawn(argv[0], argv.slice(1), {
     cwd: root,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -241,6 +246,30 @@ export async function s3ForTest(t: TestContext) {
   return { ...s3, bucket };
 }
 
+/**
+ * One sink scenario: a new topic of `partitions` partitions on a broker (the shared one unless
+ * given), a fresh S3-compatible server and bucket, and the env a sink needs for both (a new group).
+ */
+export async function sinkScenario(t: TestContext, opts: { partitions?: number; bootstrap?: string } = {}) {
+  const bootstrap = opts.bootstrap ?? sharedKafka();
+  const s3 = await s3ForTest(t);
+  const topic = uniqueName('readings');
+  await createTopic(bootstrap, topic, opts.partitions ?? 1);
+  const env = { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket };
+  const objects = () => readObjects(s3.endpoint, s3.bucket);
+  return {
+    bootstrap, s3, topic, env, objects,
+    /** sink.ts on this topic and bucket; `extra` adds or overrides settings. */
+    sink: (extra: Record<string, string> = {}) => sink(t, { ...env, ...extra }),
+    producer: () => testProducer(t, bootstrap),
+    /** The objects once they hold at least n records in all. */
+    objectsWith: (n: number, timeoutMs = 30_000) => waitFor(`${n} records in S3`, async () => {
+      const o = await objects();
+      return o.reduce((sum, x) => sum + x.lines.length, 0) >= n && o;
+    }, timeoutMs),
+  };
+}
+
 /** sink.ts as a process, pointed at a test S3 server (path-style, test credentials). */
 export function sink(t: TestContext, env: Record<string, string>): Program {
   return runProgram(t, 'sink.ts', {
@@ -252,4 +281,45 @@ export function sink(t: TestContext, env: Record<string, string>): Program {
     FILE_MAX_AGE_SECONDS: '1',
     ...env,
   });
+}
+
+// ---------------------------------------------------------------- a real memory limit
+
+export interface MemoryCgroup {
+  kind: 'v1' | 'v2';
+  /** argv that runs the command inside the cgroup (it joins before exec). */
+  wrap(argv: string[]): string[];
+  /** The most memory the cgroup has used (RSS and page cache), in bytes. */
+  peakBytes(): number;
+  /** How many processes the kernel's OOM killer killed in it. */
+  oomKills(): number;
+}
+
+/**
+ * A new memory cgroup limited to `limitBytes`, without swap (v2 when the machine runs cgroup v2
+ * with the memory controller, v1 otherwise), removed after the test. Needs root: without it this
+ * throws, so a test that needs a real limit fails instead of passing without one.
+ */
+export function memoryCgroup(t: TestContext, limitBytes: number): MemoryCgroup {
+  if (process.getuid?.() !== 0) throw new Error('a memory cgroup needs root');
+  const name = uniqueName('cpu-pipeline-mem');
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers') && readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').includes('memory');
+  const dir = v2 ? join('/sys/fs/cgroup', name) : join('/sys/fs/cgroup/memory', name);
+  const read = (f: string) => readFileSync(join(dir, f), 'utf8');
+  if (v2) writeFileSync('/sys/fs/cgroup/cgroup.subtree_control', '+memory');
+  mkdirSync(dir);
+  t.after(() => { try { rmdirSync(dir); } catch { /* still busy: the kernel removes it when empty */ } });
+  if (v2) {
+    writeFileSync(join(dir, 'memory.max'), String(limitBytes));
+    writeFileSync(join(dir, 'memory.swap.max'), '0');
+  } else {
+    writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limitBytes));
+    writeFileSync(join(dir, 'memory.swappiness'), '0');
+  }
+  return {
+    kind: v2 ? 'v2' : 'v1',
+    wrap: (argv) => ['sh', '-c', `echo $$ > ${join(dir, 'cgroup.procs')} && exec "$@"`, 'sh', ...argv],
+    peakBytes: () => Number((v2 ? (existsSync(join(dir, 'memory.peak')) ? read('memory.peak') : read('memory.current')) : read('memory.max_usage_in_bytes')).trim()),
+    oomKills: () => Number(/^oom_kill (\d+)/m.exec(read(v2 ? 'memory.events' : 'memory.oom_control'))?.[1] ?? NaN),
+  };
 }

@@ -10,10 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startKafka } from '../../scripts/kafka.ts';
-import {
-  createTopic, exactlyOnce, httpGet, readObjects, reading, s3ForTest, sharedKafka, sink, testProducer, uniqueName, waitFor,
-  type Program,
-} from '../helpers.ts';
+import { exactlyOnce, httpGet, readObjects, reading, sinkScenario, testProducer, uniqueName, waitFor, type Program } from '../helpers.ts';
 
 /** Produces `count` unique readings in batches of `batch`, `everyMs` apart, round-robin over keys. */
 async function produceSteadily(t: TestContext, bootstrap: string, topic: string, count: number, batch: number, everyMs: number): Promise<string[]> {
@@ -58,19 +55,13 @@ const fastFailover = { KAFKA_CONFIG_SESSION_TIMEOUT_MS: '6000', KAFKA_CONFIG_HEA
 const clean = (n: number) => ({ missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: n });
 
 test('a sink killed with SIGKILL at random moments while records flow writes every record exactly once', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 2);
-  const env = {
-    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
-    FILE_MAX_RECORDS: '7', FILE_MAX_AGE_SECONDS: '1', // many small files: many chances to die between upload and commit
-    ...fastFailover,
-  };
+  const { bootstrap, s3, topic, sink } = await sinkScenario(t, { partitions: 2 });
+  // Many small files: many chances to die between upload and commit.
+  const env = { FILE_MAX_RECORDS: '7', FILE_MAX_AGE_SECONDS: '1', ...fastFailover };
   let done = false;
   const producing = produceSteadily(t, bootstrap, topic, 600, 5, 200).finally(() => { done = true; });
   let kills = 0;
-  let current: Program = sink(t, env);
+  let current: Program = sink(env);
   while (!done && kills < 5) {
     // Once it owns partitions and has started writing, kill it at a random moment.
     await current.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
@@ -78,7 +69,7 @@ test('a sink killed with SIGKILL at random moments while records flow writes eve
     current.proc.kill('SIGKILL');
     await current.exited;
     kills++;
-    current = sink(t, env);
+    current = sink(env);
   }
   const produced = await producing;
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
@@ -87,14 +78,8 @@ test('a sink killed with SIGKILL at random moments while records flow writes eve
 });
 
 test('S3 stopped for longer than the upload timeout and restarted: the sink is not ready meanwhile, recovers, and writes every record once', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 1);
-  const p = sink(t, {
-    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
-    S3_REQUEST_TIMEOUT_SECONDS: '1', FILE_MAX_RECORDS: '20',
-  });
+  const { bootstrap, s3, topic, sink } = await sinkScenario(t);
+  const p = sink({ S3_REQUEST_TIMEOUT_SECONDS: '1', FILE_MAX_RECORDS: '20' });
   const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
   const first = await produceSteadily(t, bootstrap, topic, 40, 10, 20);
   await p.waitForLog('an object written', (l) => l.msg === 'object written');
@@ -121,17 +106,14 @@ test('S3 stopped for longer than the upload timeout and restarted: the sink is n
 test('the Kafka broker restarted while records flow: every record is in S3 exactly once', async (t) => {
   const kafka = await startKafka();
   t.after(() => kafka.destroy());
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(kafka.bootstrap, topic, 2);
+  const { s3, topic, sink } = await sinkScenario(t, { partitions: 2, bootstrap: kafka.bootstrap });
   // As Kubernetes would: a sink that exits is started again (the sink exits 1 when its consumer
   // lost the group and was not given partitions again within GROUP_REJOIN_TIMEOUT_SECONDS).
-  const env = { KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '15', GROUP_REJOIN_TIMEOUT_SECONDS: '10' };
   const sinks: Program[] = [];
   let restarts = 0;
   let done = false;
   const supervise = () => {
-    const p = sink(t, env);
+    const p = sink({ FILE_MAX_RECORDS: '15', GROUP_REJOIN_TIMEOUT_SECONDS: '10' });
     sinks.push(p);
     void p.exited.then(() => { if (!done) { restarts++; supervise(); } });
     return p;
@@ -152,17 +134,10 @@ test('the Kafka broker restarted while records flow: every record is in S3 exact
 });
 
 test('two sinks in one group, one killed mid-stream: the survivor takes over and every record is in S3 exactly once', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 4);
-  const env = {
-    KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
-    FILE_MAX_RECORDS: '9', FILE_MAX_AGE_SECONDS: '2',
-    ...fastFailover,
-  };
-  const a = sink(t, env);
-  const b = sink(t, env);
+  const { bootstrap, s3, topic, sink } = await sinkScenario(t, { partitions: 4 });
+  const env = { FILE_MAX_RECORDS: '9', FILE_MAX_AGE_SECONDS: '2', ...fastFailover };
+  const a = sink(env);
+  const b = sink(env);
   await Promise.all([a, b].map((p) => p.waitForLog('assignment', (l) => l.msg === 'partitions assigned', 60_000)));
   const producing = produceSteadily(t, bootstrap, topic, 400, 10, 40);
   await a.waitForLog('an object written by the first sink', (l) => l.msg === 'object written', 60_000);
@@ -180,13 +155,8 @@ test('two sinks in one group, one killed mid-stream: the survivor takes over and
 test('a sink that lost its group and is not given partitions again exits 1 so that it is restarted', async (t) => {
   const kafka = await startKafka();
   t.after(() => kafka.destroy());
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(kafka.bootstrap, topic, 1);
-  const p = sink(t, {
-    KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
-    GROUP_REJOIN_TIMEOUT_SECONDS: '5', ...fastFailover,
-  });
+  const { sink } = await sinkScenario(t, { bootstrap: kafka.bootstrap });
+  const p = sink({ GROUP_REJOIN_TIMEOUT_SECONDS: '5', ...fastFailover });
   await p.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
   await kafka.stop(); // the session times out, the partitions are revoked, and no coordinator answers
   const gone = await p.waitForLog('the watchdog', (l) => l.msg === 'no partitions assigned since they were revoked; exiting so that the sink is restarted', 60_000);

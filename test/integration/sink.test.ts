@@ -6,27 +6,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import {
-  createTopic, exactlyOnce, httpGet, readObjects, readTopic, reading, runProgram, s3ForTest, sharedKafka, sink, testProducer,
-  testS3Client, uniqueName, waitFor,
-} from '../helpers.ts';
+import { exactlyOnce, httpGet, readTopic, reading, runProgram, sinkScenario, testS3Client, waitFor } from '../helpers.ts';
 
 test('every record lands in S3 once, in hour-partitioned gzip files named after their first offset', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 1);
-  const producer = await testProducer(t, bootstrap);
+  const { topic, sink, producer: newProducer, objectsWith } = await sinkScenario(t);
+  const producer = await newProducer();
   // 11:50 to 12:09: the files must split at the hour; one late reading from 09:00 in the middle.
   const values = Array.from({ length: 20 }, (_, i) => reading(50 + i, `pod-${i}`));
   values.splice(12, 0, reading(-120, 'late-pod'));
   await producer.send(topic, values);
 
-  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, S3_PREFIX: 'readings' });
-  const objects = await waitFor('all records in S3', async () => {
-    const o = await readObjects(s3.endpoint, s3.bucket);
-    return o.reduce((n, x) => n + x.lines.length, 0) >= values.length && o;
-  });
+  const p = sink({ S3_PREFIX: 'readings' });
+  const objects = await objectsWith(values.length);
   const check = exactlyOnce(objects, values);
   t.diagnostic(`produced ${values.length}, found ${check.found} in ${objects.length} objects`);
   assert.deepEqual(check, { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: values.length });
@@ -51,44 +42,32 @@ test('every record lands in S3 once, in hour-partitioned gzip files named after 
   const metrics = (await httpGet(port, '/metrics')).body;
   assert.match(metrics, new RegExp(`^sink_records_written_total ${values.length}$`, 'm'));
   assert.match(metrics, /^sink_upload_duration_seconds_count [1-9]/m);
-  // Lag is measured every 15 s from the group's committed offsets: everything is in S3, so 0.
-  await waitFor('the lag gauge', async () => /^sink_consumer_lag_records\{partition="0"\} 0$/m.test((await httpGet(port, '/metrics')).body), 30_000);
+  // Lag: the partition's end minus the group's committed offset; everything is in S3, so 0.
+  await waitFor('the lag gauge at 0', async () => /^sink_consumer_lag_records\{partition="0"\} 0$/m.test((await httpGet(port, '/metrics')).body));
   p.proc.kill('SIGTERM');
   assert.equal((await p.exited).code, 0);
 });
 
 test('a quiet topic still flushes: a single record reaches S3 on the age timer alone', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 1);
+  const { topic, sink, producer, objectsWith } = await sinkScenario(t);
   const value = reading(0, 'only-one');
-  await (await testProducer(t, bootstrap)).send(topic, [value]);
-  sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_AGE_SECONDS: '2' });
-  const objects = await waitFor('the object', async () => {
-    const o = await readObjects(s3.endpoint, s3.bucket);
-    return o.length > 0 && o;
-  });
+  await (await producer()).send(topic, [value]);
+  sink({ FILE_MAX_AGE_SECONDS: '2' });
+  const objects = await objectsWith(1);
   assert.deepEqual(objects.flatMap((o) => o.lines), [value]);
 });
 
 test('poison records go to the dead-letter topic with their bytes and the reason; the good records around them land in S3', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
+  const { bootstrap, topic, sink, producer: newProducer, objectsWith } = await sinkScenario(t);
   const dlqTopic = `${topic}-dlq`;
-  await createTopic(bootstrap, topic, 1);
   const good = [reading(0, 'good-1'), reading(1, 'good-2'), reading(2, 'good-3')];
   const notJson = 'this is not json';
   const wrongVersion = JSON.stringify({ ...JSON.parse(good[0]), schema_version: 2 });
-  const producer = await testProducer(t, bootstrap);
+  const producer = await newProducer();
   await producer.send(topic, [good[0], notJson, good[1], wrongVersion, good[2]]);
 
-  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket });
-  const objects = await waitFor('the good records in S3', async () => {
-    const o = await readObjects(s3.endpoint, s3.bucket);
-    return o.reduce((n, x) => n + x.lines.length, 0) >= good.length && o;
-  });
+  const p = sink();
+  const objects = await objectsWith(good.length);
   assert.deepEqual(exactlyOnce(objects, good), { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: 3 });
 
   const dead = await waitFor('2 records in the dead-letter topic', async () => {
@@ -113,31 +92,24 @@ test('poison records go to the dead-letter topic with their bytes and the reason
 });
 
 test('end to end: every reading the sampler produced is in S3, record for record', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 1);
+  const { bootstrap, topic, sink, objects, objectsWith } = await sinkScenario(t);
   const sampler = runProgram(t, 'sampler.ts', { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, SAMPLE_INTERVAL_SECONDS: '1', HTTP_PORT: '0', NODE_NAME: 'e2e-node' });
-  const s = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket });
-  await waitFor('3 readings in S3', async () => (await readObjects(s3.endpoint, s3.bucket)).reduce((n, o) => n + o.lines.length, 0) >= 3);
+  const s = sink();
+  await objectsWith(3);
   sampler.proc.kill('SIGTERM');
   assert.equal((await sampler.exited).code, 0);
   const produced = (await readTopic(bootstrap, topic)).map((m) => m.value);
   s.proc.kill('SIGTERM'); // uploads what it holds before it exits
   assert.equal((await s.exited).code, 0);
-  const objects = await readObjects(s3.endpoint, s3.bucket);
-  const check = exactlyOnce(objects, produced);
+  const check = exactlyOnce(await objects(), produced);
   t.diagnostic(`produced ${produced.length}, found ${check.found}`);
   assert.deepEqual(check, { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: produced.length });
 });
 
 test('after a crash between upload and commit, the replay finds the object already written and skips exactly what it holds', async (t) => {
-  const bootstrap = sharedKafka();
-  const s3 = await s3ForTest(t);
-  const topic = uniqueName('readings');
-  await createTopic(bootstrap, topic, 1);
+  const { s3, topic, sink, producer, objectsWith } = await sinkScenario(t);
   const values = Array.from({ length: 10 }, (_, i) => reading(i, `pod-${i}`));
-  await (await testProducer(t, bootstrap)).send(topic, values);
+  await (await producer()).send(topic, values);
   // What an earlier life of the sink left: offsets 0-4 in S3, nothing committed.
   const key = `cpu-levels/dt=2026-11-27/hour=11/${topic}+0+0000000000.jsonl.gz`;
   await testS3Client(s3.endpoint).send(new PutObjectCommand({
@@ -146,15 +118,55 @@ test('after a crash between upload and commit, the replay finds the object alrea
   }));
 
   // Files of 2 records: the replay's first file (offsets 0-1) collides with the 5-record object.
-  const p = sink(t, { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, FILE_MAX_RECORDS: '2' });
-  const objects = await waitFor('all records in S3', async () => {
-    const o = await readObjects(s3.endpoint, s3.bucket);
-    return o.reduce((n, x) => n + x.lines.length, 0) >= values.length && o;
-  });
+  const p = sink({ FILE_MAX_RECORDS: '2' });
+  const objects = await objectsWith(values.length);
   assert.deepEqual(exactlyOnce(objects, values), { missing: 0, duplicated: 0, unexpected: 0, overlaps: [], found: values.length });
   const skipped = await p.waitForLog('the collision', (l) => l.msg === 'object already in S3; skipping the records it holds');
   assert.equal(skipped.key, key);
   assert.equal(skipped.existing_end_offset, 4);
   assert.deepEqual(objects.find((o) => o.key === key)?.lines, values.slice(0, 5), 'the earlier object is untouched');
   assert.ok(objects.filter((o) => o.key !== key).every((o) => Number(o.metadata['start-offset']) >= 5));
+});
+
+test('the lag gauge has a value as soon as partitions are assigned, before anything is written', async (t) => {
+  const { topic, sink, producer } = await sinkScenario(t, { partitions: 2 });
+  const values = Array.from({ length: 30 }, (_, i) => reading(i, `pod-${i}`));
+  await (await producer()).send(topic, values.slice(0, 20), 'node-a', 0);
+  await (await producer()).send(topic, values.slice(20), 'node-b', 1);
+  // Files close only after an hour of quiet, and S3 is never reached: nothing is committed.
+  const p = sink({ FILE_MAX_AGE_SECONDS: '3600', FILE_MAX_RECORDS: '1000' });
+  const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
+  await p.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned');
+  const metrics = await waitFor('a lag for both partitions', async () => {
+    const body = (await httpGet(port, '/metrics')).body;
+    return /^sink_consumer_lag_records\{partition="1"\}/m.test(body) && /^sink_consumer_lag_records\{partition="0"\}/m.test(body) && body;
+  }, 5_000);
+  assert.match(metrics, /^sink_consumer_lag_records\{partition="0"\} 20$/m);
+  assert.match(metrics, /^sink_consumer_lag_records\{partition="1"\} 10$/m);
+});
+
+test('the lag gauge drops the partitions a rebalance took away', async (t) => {
+  const { topic, sink, producer } = await sinkScenario(t, { partitions: 2 });
+  await (await producer()).send(topic, [reading(0, 'a')], 'node-a', 0);
+  await (await producer()).send(topic, [reading(1, 'b')], 'node-b', 1);
+  const first = sink({ FILE_MAX_AGE_SECONDS: '1' });
+  const port = (await first.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
+  await waitFor('lag for both partitions', async () => ((await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{/gm) ?? []).length === 2);
+  const second = sink({ FILE_MAX_AGE_SECONDS: '1' });
+  await second.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
+  const lagSeries = async () => ((await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{partition="(\d)"\}/gm) ?? []);
+  await waitFor('the first sink to keep one partition', async () => (await lagSeries()).length === 1 && first.logs.filter((l) => l.msg === 'partitions assigned').length >= 2, 60_000);
+  const kept = first.logs.filter((l) => l.msg === 'partitions assigned').at(-1)!.partitions as number[];
+  assert.deepEqual(await lagSeries(), kept.map((p) => `sink_consumer_lag_records{partition="${p}"}`));
+});
+
+test('consumer-only settings reach only the consumer: no librdkafka warning at start', async (t) => {
+  const { topic, sink, producer, objectsWith } = await sinkScenario(t);
+  await (await producer()).send(topic, [reading(0, 'only')]);
+  const p = sink({ KAFKA_CONFIG_SESSION_TIMEOUT_MS: '6000', KAFKA_CONFIG_HEARTBEAT_INTERVAL_MS: '1000', FILE_MAX_AGE_SECONDS: '1' });
+  await objectsWith(1);
+  const warnings = p.logs.filter((l) => l.level === 'warn' || l.level === 'error');
+  assert.deepEqual(warnings, [], 'a warning was logged');
+  p.proc.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0);
 });
