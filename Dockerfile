@@ -1,6 +1,8 @@
-# One image, both programs: `node --import tsx sampler.ts` (the default) or `... sink.ts`
-# (set the container's args). Two stages on the same Debian bookworm Node 24 base, so the
-# Kafka client built in the first runs against the same libc and libraries in the second.
+# One image, both programs: `node dist/sampler.js` (the default) or `node dist/sink.js` (set the
+# container's args). Two stages on the same Debian bookworm Node 24 base, so the Kafka client built
+# in the first runs against the same libc and libraries in the second. The programs are bundled
+# with esbuild at build time (schema included, packages left as imports): no transpiler at run
+# time, whose loader thread alone cost about 30 MB of RSS per process.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
@@ -23,6 +25,10 @@ RUN npm ci --omit=dev --no-audit --no-fund \
       build/deps/*.a build/deps/include build/deps/pkgconfig build/deps/librdkafka \
  && strip --strip-unneeded build/Release/*.node build/deps/*.so.* \
  && npm cache clean --force
+COPY sampler.ts sink.ts ./
+COPY lib ./lib
+COPY schema ./schema
+RUN npm run build && rm -rf node_modules/tsx node_modules/esbuild node_modules/@esbuild
 
 FROM ${NODE_IMAGE}
 RUN apt-get update \
@@ -30,14 +36,13 @@ RUN apt-get update \
       libssl3 libsasl2-2 libsasl2-modules libzstd1 libcurl4 liblz4-1 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# tsx caches compiled files under /tmp, which is useless in a container (cold at every start) and
-# fails on a read-only root filesystem without a writable /tmp: no cache, nothing written.
-ENV NODE_ENV=production TSX_DISABLE_CACHE=1
+ENV NODE_ENV=production
 COPY --from=build /app/node_modules ./node_modules
-COPY package.json sampler.ts sink.ts ./
-COPY lib ./lib
+COPY --from=build /app/dist ./dist
+COPY package.json ./
 COPY schema ./schema
 # The official image's unprivileged user (uid 1000); Kubernetes enforces runAsNonRoot on top.
 USER node
 ENTRYPOINT ["tini", "--"]
-CMD ["node", "--import", "tsx", "sampler.ts"]
+# V8's young generation kept small: the sampler allocates little, and RSS is what a DaemonSet costs.
+CMD ["node", "--max-semi-space-size=1", "dist/sampler.js"]

@@ -119,7 +119,7 @@ checks() {
   ok "PID 1 is '$out'"
 
   local code=0 err
-  err=$(docker run --rm --read-only -e S3_BUCKET=Bad_Bucket "$image" node --import tsx sink.ts 2>&1 >/dev/null) || code=$?
+  err=$(docker run --rm --read-only -e S3_BUCKET=Bad_Bucket "$image" node dist/sink.js 2>&1 >/dev/null) || code=$?
   [ "$code" = 2 ] || fail "sink with S3_BUCKET=Bad_Bucket exited $code, expected 2: $err"
   [[ $err == *S3_BUCKET* ]] || fail "sink's config error does not name S3_BUCKET: $err"
   ok "sink config check exits $code on a read-only root: $err"

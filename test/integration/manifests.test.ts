@@ -13,7 +13,7 @@ import { parseAllDocuments } from 'yaml';
 import { freePort } from '../../scripts/kafka.ts';
 import { loadConfig as samplerConfig } from '../../sampler.ts';
 import { loadConfig as sinkConfig } from '../../sink.ts';
-import { httpGet, root, runProgram, s3ForTest, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
+import { httpGet, root, runCommand, s3ForTest, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
 
@@ -83,7 +83,8 @@ for (const overlay of overlays) {
       const annotations = find(objs, kind, name).spec.template.metadata.annotations;
       assert.equal(Number(annotations['prometheus.io/port']), port, `${name}: the scrape port is HTTP_PORT`);
       assert.equal(annotations['prometheus.io/path'], '/metrics');
-      assert.equal(container.args.at(-1), `${name.replace('cpu-', '')}.ts`, `${name} runs its own program`);
+      assert.equal(container.args.at(-1), `dist/${name.replace('cpu-', '')}.js`, `${name} runs its own program`);
+      assert.equal(container.args[0], 'node');
       for (const [ctx, key] of [[pod.securityContext, 'runAsNonRoot'], [container.securityContext, 'readOnlyRootFilesystem']] as const) {
         assert.equal(ctx[key], true, `${name}: ${key}`);
       }
@@ -141,7 +142,8 @@ test('the programs started with the env of the rendered local overlay answer on 
       KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: `${topic}-dlq`, HTTP_PORT: String(port),
       S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret',
     };
-    const p = runProgram(t, container.args.at(-1), env);
+    // What the image runs: node, its flags and the bundle that test/global-setup.ts built.
+    const p = runCommand(t, [process.execPath, ...container.args.slice(1)], env, name);
     for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
       const path = container[probe].httpGet.path;
       await waitFor(`${name} ${probe} ${path} to answer 200`, async () => {
