@@ -46,31 +46,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Counter, Gauge } from 'prom-client';
+import type { KafkaJS } from '@confluentinc/kafka-javascript';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import {
-  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, connectWithRetry, envReader, exitOnConfigError, kafkaClient,
-  kafkaPassthrough, logger, metricsRegistry, propertiesFor, startRuntime, ConfigError, type Level,
+  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
+  logger, metricsRegistry, propertiesFor, startRuntime, throwIf, type CommonConfig, type Logger,
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
 
-export interface SamplerConfig {
-  brokers: string;
-  topic: string;
-  clientId: string;
-  passthrough: Record<string, string>;
-  passthroughSource: Record<string, string>;
+export interface SamplerConfig extends CommonConfig {
   intervalMs: number;
   queueMax: number;
   maxWaitMs: number;
-  httpPort: number;
-  shutdownMs: number;
   node: string;
   pod: string;
   namespace: string;
   procRoot: string;
   cgroupRoot: string;
-  logLevel: Level;
 }
 
 /** Every setting, parsed and checked in one place. Throws one ConfigError naming each bad one. */
@@ -390,98 +383,133 @@ export function everyBoundary(intervalMs: number, tick: (boundaryMs: number) => 
   return () => clearTimeout(timer);
 }
 
-// ---------------------------------------------------------------- main
+// ---------------------------------------------------------------- delivery
 
-async function main(): Promise<void> {
-  let config: SamplerConfig;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    exitOnConfigError('sampler', err);
+function samplerMetrics(registry: Registry) {
+  const r = [registry];
+  return {
+    taken: new Counter({ name: 'sampler_readings_taken_total', help: 'Readings computed from two snapshots', registers: r }),
+    skipped: new Counter({ name: 'sampler_readings_skipped_total', help: 'Windows skipped (counter reset, zero length)', labelNames: ['reason'], registers: r }),
+    produced: new Counter({ name: 'sampler_readings_produced_total', help: 'Readings whose delivery the broker confirmed', registers: r }),
+    failed: new Counter({ name: 'sampler_readings_failed_total', help: 'Readings that could not be delivered (queue full, waited too long, stopped)', labelNames: ['reason'], registers: r }),
+    pending: new Gauge({ name: 'sampler_readings_pending', help: 'Readings taken but not yet confirmed by the broker', registers: r }),
+    lastHost: new Gauge({ name: 'sampler_last_reading_host_cpu_percent', help: 'Machine CPU busy percent of the last reading', registers: r }),
+    lastContainer: new Gauge({ name: 'sampler_last_reading_container_cpu_percent', help: 'Container CPU percent (of its limit, or of the host) of the last reading', registers: r }),
+    lastTime: new Gauge({ name: 'sampler_last_reading_timestamp_seconds', help: 'End of the last reading\'s window, Unix time', registers: r }),
+    lastDelivered: new Gauge({ name: 'sampler_last_delivery_timestamp_seconds', help: 'When the broker last confirmed a reading, Unix time', registers: r }),
+    connected: new Gauge({ name: 'sampler_kafka_connected', help: '1 once the producer has connected', registers: r }),
+  };
+}
+type Metrics = ReturnType<typeof samplerMetrics>;
+
+/**
+ * Gets readings to the broker: an idempotent producer (acks=all, librdkafka retries until
+ * message.timeout.ms) with a bounded queue, and before the first connection an outbox here with
+ * the same bound. Readings stay counted as pending until the broker confirms them.
+ */
+class Delivery {
+  #producer: KafkaJS.Producer | undefined; // the one that connected
+  #outbox: Reading[] = []; // readings taken before the first connection
+  #inFlight = new Map<number, number>(); // id -> time taken (ms), until delivery is confirmed
+  #nextId = 0;
+  readonly #config: SamplerConfig;
+  readonly #log: Logger;
+  readonly #m: Metrics;
+  readonly #kafka: KafkaJS.Kafka;
+
+  constructor(config: SamplerConfig, log: Logger, m: Metrics) {
+    this.#config = config;
+    this.#log = log;
+    this.#m = m;
+    this.#kafka = kafkaClient(config, log);
   }
-  const log = logger('sampler', config.logLevel);
 
-  // Metrics.
-  const registry = metricsRegistry();
-  const taken = new Counter({ name: 'sampler_readings_taken_total', help: 'Readings computed from two snapshots', registers: [registry] });
-  const skipped = new Counter({ name: 'sampler_readings_skipped_total', help: 'Windows skipped (counter reset, zero length)', labelNames: ['reason'], registers: [registry] });
-  const produced = new Counter({ name: 'sampler_readings_produced_total', help: 'Readings whose delivery the broker confirmed', registers: [registry] });
-  const failed = new Counter({ name: 'sampler_readings_failed_total', help: 'Readings that could not be delivered (queue full, waited too long, stopped)', labelNames: ['reason'], registers: [registry] });
-  const pendingGauge = new Gauge({ name: 'sampler_readings_pending', help: 'Readings taken but not yet confirmed by the broker', registers: [registry] });
-  const lastHost = new Gauge({ name: 'sampler_last_reading_host_cpu_percent', help: 'Machine CPU busy percent of the last reading', registers: [registry] });
-  const lastContainer = new Gauge({ name: 'sampler_last_reading_container_cpu_percent', help: 'Container CPU percent (of its limit, or of the host) of the last reading', registers: [registry] });
-  const lastTime = new Gauge({ name: 'sampler_last_reading_timestamp_seconds', help: 'End of the last reading\'s window, Unix time', registers: [registry] });
-  const lastDelivered = new Gauge({ name: 'sampler_last_delivery_timestamp_seconds', help: 'When the broker last confirmed a reading, Unix time', registers: [registry] });
-  const connectedGauge = new Gauge({ name: 'sampler_kafka_connected', help: '1 once the producer has connected', registers: [registry] });
+  pending(): number {
+    return this.#outbox.length + this.#inFlight.size;
+  }
 
-  // Producer: idempotent (acks=all, retries until message.timeout.ms), bounded queue.
-  // A producer whose connect() failed cannot connect again: each attempt gets a new one.
-  const kafka = kafkaClient(config, log);
-  const newProducer = () => kafka.producer({
-    'message.timeout.ms': config.maxWaitMs,
-    'queue.buffering.max.messages': config.queueMax,
-    'linger.ms': 5,
-    kafkaJS: { idempotent: true, acks: -1 },
-  });
-  let producer: ReturnType<typeof newProducer> | undefined; // the one that connected
-  const settingsProblem = checkKafkaConf('producer', {
-    ...propertiesFor('producer', config.passthrough), 'bootstrap.servers': config.brokers, 'client.id': config.clientId,
-    'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'enable.idempotence': true,
-  }, config.passthroughSource);
-  if (settingsProblem) exitOnConfigError('sampler', new ConfigError(settingsProblem));
+  /** How long the reading that has waited longest for the broker has waited, in ms (0: none). */
+  oldestWaitMs(): number {
+    return this.#inFlight.size ? Date.now() - Math.min(...this.#inFlight.values()) : 0;
+  }
 
-  const snap = snapshotter(config.procRoot, config.cgroupRoot);
-  const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
-  const source: Source = { node: config.node, pod: config.pod, namespace: config.namespace };
-  let connected = false;
-  let stopping = false;
-  const outbox: Reading[] = []; // readings taken before the first connection
-  const inFlight = new Map<number, number>(); // id -> time taken (ms), until delivery is confirmed
-  let nextId = 0;
-  const updatePending = () => pendingGauge.set(outbox.length + inFlight.size);
+  enqueue(reading: Reading): void {
+    if (this.#producer) this.#send(reading);
+    else {
+      if (this.#outbox.length >= this.#config.queueMax) {
+        const dropped = this.#outbox.shift()!;
+        this.#m.failed.inc({ reason: 'queue_full' });
+        this.#log.error('reading dropped: queue full while Kafka is unreachable', { window_end: dropped.window_end, queue_max: this.#config.queueMax });
+      }
+      this.#outbox.push(reading);
+    }
+    this.#m.pending.set(this.pending());
+  }
 
-  function send(reading: Reading): void {
-    const id = nextId++;
-    inFlight.set(id, Date.now());
-    updatePending();
+  /** One connection attempt with a new producer (a producer whose connect() failed cannot retry). */
+  async connect(): Promise<void> {
+    const candidate = this.#kafka.producer({
+      'message.timeout.ms': this.#config.maxWaitMs,
+      'queue.buffering.max.messages': this.#config.queueMax,
+      'linger.ms': 5,
+      kafkaJS: { idempotent: true, acks: -1 },
+    });
+    try {
+      await candidate.connect();
+    } catch (err) {
+      await candidate.disconnect().catch(() => {});
+      throw err;
+    }
+    this.#producer = candidate;
+    this.#m.connected.set(1);
+    for (const r of this.#outbox.splice(0)) this.#send(r);
+  }
+
+  /** Flushes what the producer holds within the time given; returns how many were not delivered. */
+  async stop(flushMs: number): Promise<number> {
+    const p = this.#producer;
+    if (p) {
+      await p.flush({ timeout: flushMs }).catch((err: Error) => this.#log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
+      await p.disconnect().catch(() => {});
+    }
+    return this.pending();
+  }
+
+  #send(reading: Reading): void {
+    const id = this.#nextId++;
+    this.#inFlight.set(id, Date.now());
     const { key, value, headers } = encodeReading(reading);
-    producer!.send({ topic: config.topic, messages: [{ key, value, headers }] }).then(
+    this.#producer!.send({ topic: this.#config.topic, messages: [{ key, value, headers }] }).then(
       () => {
-        produced.inc();
-        lastDelivered.set(Date.now() / 1000);
-        log.debug('reading delivered', { window_end: reading.window_end });
+        this.#m.produced.inc();
+        this.#m.lastDelivered.set(Date.now() / 1000);
+        this.#log.debug('reading delivered', { window_end: reading.window_end });
       },
       (err: Error) => {
         const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
-        failed.inc({ reason });
-        log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
+        this.#m.failed.inc({ reason });
+        this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
       },
     ).finally(() => {
-      inFlight.delete(id);
-      updatePending();
+      this.#inFlight.delete(id);
+      this.#m.pending.set(this.pending());
     });
   }
+}
 
-  function enqueue(reading: Reading): void {
-    if (connected) return send(reading);
-    if (outbox.length >= config.queueMax) {
-      const dropped = outbox.shift()!;
-      failed.inc({ reason: 'queue_full' });
-      log.error('reading dropped: queue full while Kafka is unreachable', { window_end: dropped.window_end, queue_max: config.queueMax });
-    }
-    outbox.push(reading);
-    updatePending();
-  }
+// ---------------------------------------------------------------- main
 
-  // Sampling: a baseline now, a reading at every boundary.
+/** Takes a baseline snapshot now and a reading at every wall-clock boundary; returns the stop function. */
+function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType<typeof snapshotter>, source: Source, deliver: (r: Reading) => void) {
+  const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
   let previous = snap.take();
   let windowStart = Date.now();
-  const stopTicks = everyBoundary(config.intervalMs, (boundary) => {
+  return everyBoundary(config.intervalMs, (boundary) => {
     let current: Snapshot;
     try {
       current = snap.take();
     } catch (err) {
-      skipped.inc({ reason: 'read_error' });
+      m.skipped.inc({ reason: 'read_error' });
       log.error('could not read CPU counters', { error: (err as Error).message });
       return;
     }
@@ -489,40 +517,48 @@ async function main(): Promise<void> {
     previous = current;
     windowStart = boundary;
     if (!reading) {
-      skipped.inc({ reason: why! });
+      m.skipped.inc({ reason: why! });
       log.warn('reading skipped', { reason: why, window_end: new Date(boundary).toISOString() });
       return;
     }
-    taken.inc();
-    lastHost.set(reading.host.busy_percent);
-    if (reading.container) lastContainer.set(reading.container.cpu_percent);
-    lastTime.set(boundary / 1000);
+    m.taken.inc();
+    m.lastHost.set(reading.host.busy_percent);
+    if (reading.container) m.lastContainer.set(reading.container.cpu_percent);
+    m.lastTime.set(boundary / 1000);
     log.info('reading', { window_end: reading.window_end, host_busy_percent: reading.host.busy_percent, container_cpu_percent: reading.container?.cpu_percent ?? null });
-    enqueue(reading);
+    deliver(reading);
   });
+}
 
+async function main(): Promise<void> {
+  const config = configOrExit('sampler', () => loadConfig());
+  configOrExit('sampler', () => throwIf(checkKafkaConf('producer', {
+    ...propertiesFor('producer', config.passthrough), 'bootstrap.servers': config.brokers, 'client.id': config.clientId,
+    'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'enable.idempotence': true,
+  }, config.passthroughSource)));
+  const log = logger('sampler', config.logLevel);
+
+  const registry = metricsRegistry();
+  const m = samplerMetrics(registry);
+  const out = new Delivery(config, log, m);
+  const snap = snapshotter(config.procRoot, config.cgroupRoot);
+  const source: Source = { node: config.node, pod: config.pod, namespace: config.namespace };
+  const stopTicks = sample(config, log, m, snap, source, (r) => out.enqueue(r));
+  let connected = false;
+  let stopping = false;
   // Ready: connected, and no reading has waited for the broker longer than an interval (or 30 s).
-  const ready = () => {
-    if (!connected || stopping) return false;
-    const oldest = Math.min(...inFlight.values());
-    return !(Date.now() - oldest > Math.max(config.intervalMs, 30_000));
-  };
+  const ready = () => connected && !stopping && out.oldestWaitMs() <= Math.max(config.intervalMs, 30_000);
   const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: async (reason) => {
     stopping = true;
     stopTicks();
-    log.info('stopping', { reason, pending: outbox.length + inFlight.size });
-    if (producer) {
-      const flushMs = Math.max(1000, config.shutdownMs - 3000);
-      await producer.flush({ timeout: flushMs }).catch((err: Error) => log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
-      await producer.disconnect().catch(() => {});
-    }
-    const lost = outbox.length + inFlight.size;
+    log.info('stopping', { reason, pending: out.pending() });
+    const lost = await out.stop(Math.max(1000, config.shutdownMs - 3000));
     if (lost === 0) return 0;
-    failed.inc({ reason: 'stopped' }, lost);
+    m.failed.inc({ reason: 'stopped' }, lost);
     log.error('readings not delivered before stop', { count: lost });
     return 1;
   } });
-
+  const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
   log.info('started', {
     brokers: config.brokers, topic: config.topic, interval_seconds: config.intervalMs / 1000, http_port: port,
     node: source.node, pod: source.pod, namespace: source.namespace, host_counters: snap.hostSource,
@@ -530,28 +566,11 @@ async function main(): Promise<void> {
     ...(noCgroupReason ? { container_unavailable_reason: noCgroupReason } : {}),
     first_reading_at: new Date(nextBoundary(Date.now(), config.intervalMs)).toISOString(),
   });
-
   // Connect, retrying for as long as it takes; readings taken meanwhile wait in the outbox.
   connected = await connectWithRetry({
     program: 'sampler', brokers: config.brokers, source: config.passthroughSource, log,
-    stopping: () => stopping,
-    fields: () => ({ queued: outbox.length }),
-    onConfigError: stopTicks,
-    connect: async () => {
-      const candidate = newProducer();
-      try {
-        await candidate.connect();
-      } catch (err) {
-        await candidate.disconnect().catch(() => {});
-        throw err;
-      }
-      producer = candidate;
-    },
+    stopping: () => stopping, fields: () => ({ queued: out.pending() }), onConfigError: stopTicks, connect: () => out.connect(),
   });
-  if (!connected) return;
-  connectedGauge.set(1);
-  for (const r of outbox.splice(0)) send(r);
-  updatePending();
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -75,20 +75,15 @@ import ajvFormats from 'ajv-formats';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import schema from './schema/cpu-reading.v1.schema.json' with { type: 'json' };
 import {
-  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, ConfigError, connectWithRetry, envReader, exitOnConfigError,
-  kafkaClient, kafkaPassthrough, logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, type Level, type Logger, type Runtime,
+  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
+  logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime,
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
 
-export interface SinkConfig {
-  brokers: string;
-  topic: string;
-  clientId: string;
+export interface SinkConfig extends CommonConfig {
   groupId: string;
   dlqTopic: string;
-  passthrough: Record<string, string>;
-  passthroughSource: Record<string, string>;
   bucket: string;
   prefix: string;
   region: string;
@@ -103,9 +98,6 @@ export interface SinkConfig {
   uploadsMax: number;
   recordMaxBytes: number;
   rejoinTimeoutMs: number;
-  httpPort: number;
-  shutdownMs: number;
-  logLevel: Level;
 }
 
 const bool = (v: string) => (/^(true|false|1|0|yes|no)$/i.test(v) ? undefined : 'true or false');
@@ -937,16 +929,10 @@ async function stop(s: Sink, reason: string, loop: Promise<void>): Promise<numbe
 }
 
 async function main(): Promise<void> {
-  let config: SinkConfig;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    exitOnConfigError('sink', err);
-  }
+  const config = configOrExit('sink', () => loadConfig());
+  configOrExit('sink', () => throwIf(checkKafkaConf('consumer', consumerConf(config), config.passthroughSource)
+    ?? checkKafkaConf('producer', { ...propertiesFor('producer', config.passthrough), 'enable.idempotence': true }, config.passthroughSource)));
   const log = logger('sink', config.logLevel);
-  const problem = checkKafkaConf('consumer', consumerConf(config), config.passthroughSource)
-    ?? checkKafkaConf('producer', { ...propertiesFor('producer', config.passthrough), 'enable.idempotence': true }, config.passthroughSource);
-  if (problem) exitOnConfigError('sink', new ConfigError(problem));
 
   const s = {
     config, log, states: new Map(), uploads: 0, committing: 0, stopping: false, done: false, rejoinWatchdog: undefined, runtime: undefined,

@@ -115,6 +115,16 @@ export interface KafkaSettings {
   passthrough: Record<string, string>;
 }
 
+/** The settings both programs have, with the same names and meanings. */
+export interface CommonConfig extends KafkaSettings {
+  topic: string;
+  /** The KAFKA_CONFIG_* variable each passthrough property came from (for error messages). */
+  passthroughSource: Record<string, string>;
+  httpPort: number;
+  shutdownMs: number;
+  logLevel: Level;
+}
+
 /**
  * librdkafka properties that only one kind of client reads (the "C/P" column of librdkafka's
  * CONFIGURATION.md, checked against the bundled copy by test/unit/config.test.ts). A setting of
@@ -344,6 +354,20 @@ export function onShutdown(stop: (reason: string) => Promise<number>, deadlineMs
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   return shutdown;
+}
+
+/** Throws a ConfigError with the problem, if there is one. */
+export function throwIf(problem: string | undefined): void {
+  if (problem !== undefined) throw new ConfigError(problem);
+}
+
+/** Runs `load` (the program's config, or a check of it); a ConfigError prints each bad setting and exits 2. */
+export function configOrExit<T>(program: string, load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    exitOnConfigError(program, err);
+  }
 }
 
 /** Prints a ConfigError the same way in both programs and exits 2. */

@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import type { TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
 import { startS3 } from '../scripts/s3.ts';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
@@ -94,6 +95,26 @@ export function runCommand(t: TestContext, argv: string[], env: Record<string, s
     }, timeoutMs),
     count: (msg) => logs.filter((l) => l.msg === msg).length,
   };
+}
+
+/**
+ * For each case, a test that runs the real program with that setting and sees it stop before it
+ * connects: exit 2, a `<program>: config error:` line matching `expected`, no connection. The
+ * broker address is one nothing listens on: a program that got past validation would hang
+ * retrying, not exit 2.
+ */
+export function configErrorTests(program: 'sampler' | 'sink', cases: Array<[env: Record<string, string>, expected: RegExp]>): void {
+  for (const [env, expected] of cases) {
+    const [[name, value]] = Object.entries(env);
+    test(`${program} exits 2 and names ${name} when it is ${JSON.stringify(value)}`, async (t) => {
+      const p = runProgram(t, `${program}.ts`, { KAFKA_BROKERS: '127.0.0.1:1', HTTP_PORT: '0', ...env });
+      const { code } = await p.exited;
+      assert.equal(code, 2, `exit code; stderr: ${p.stderr()}`);
+      assert.match(p.stderr(), expected);
+      assert.match(p.stderr(), new RegExp(`^${program}: config error: `, 'm'));
+      assert.equal(p.count('connected to Kafka'), 0);
+    });
+  }
 }
 
 export interface TopicMessage { key: string | null; value: string; partition: number; offset: number; headers: Record<string, string> }

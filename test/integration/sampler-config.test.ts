@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runProgram } from '../helpers.ts';
+import { configErrorTests, runProgram } from '../helpers.ts';
 
 const cases: Array<[env: Record<string, string>, expected: RegExp]> = [
   [{ SAMPLE_INTERVAL_SECONDS: 'abc' }, /SAMPLE_INTERVAL_SECONDS="abc": expected a number of seconds/],
@@ -24,18 +24,7 @@ const cases: Array<[env: Record<string, string>, expected: RegExp]> = [
   [{ KAFKA_CONFIG_SECURITY_PROTOCOL: 'bogus' }, /KAFKA_CONFIG_SECURITY_PROTOCOL: Invalid value "bogus" for configuration property "security.protocol"/],
 ];
 
-for (const [env, expected] of cases) {
-  const [[name, value]] = Object.entries(env);
-  test(`sampler exits 2 and names ${name} when it is ${JSON.stringify(value)}`, async (t) => {
-    // An address nothing listens on: a program that got past validation would hang retrying, not exit 2.
-    const p = runProgram(t, 'sampler.ts', { KAFKA_BROKERS: '127.0.0.1:1', HTTP_PORT: '0', ...env });
-    const { code } = await p.exited;
-    assert.equal(code, 2, `exit code; stderr: ${p.stderr()}`);
-    assert.match(p.stderr(), expected);
-    assert.match(p.stderr(), /^sampler: config error: /m);
-    assert.equal(p.logs.filter((l) => l.msg === 'connected to Kafka').length, 0);
-  });
-}
+configErrorTests('sampler', cases);
 
 test('sampler reports every bad setting at once', async (t) => {
   const p = runProgram(t, 'sampler.ts', { SAMPLE_INTERVAL_SECONDS: 'abc', KAFKA_TOPIC: '..', HTTP_PORT: '-1' });

@@ -2,9 +2,7 @@
  * `tsx sink.ts` with a wrong setting: the real program stops before it connects, exits 2,
  * and names the variable, the value and what was expected.
  */
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { runProgram } from '../helpers.ts';
+import { configErrorTests } from '../helpers.ts';
 
 const cases: Array<[env: Record<string, string>, expected: RegExp]> = [
   [{ S3_BUCKET: 'Not_A_Bucket' }, /S3_BUCKET="Not_A_Bucket": expected an S3 bucket name/],
@@ -16,13 +14,4 @@ const cases: Array<[env: Record<string, string>, expected: RegExp]> = [
   [{ KAFKA_CONFIG_NO_SUCH_PROPERTY: 'x' }, /KAFKA_CONFIG_NO_SUCH_PROPERTY: No such configuration property: "no.such.property"/],
 ];
 
-for (const [env, expected] of cases) {
-  const [[name, value]] = Object.entries(env);
-  test(`sink exits 2 and names ${name} when it is ${JSON.stringify(value)}`, async (t) => {
-    const p = runProgram(t, 'sink.ts', { KAFKA_BROKERS: '127.0.0.1:1', HTTP_PORT: '0', ...env });
-    const { code } = await p.exited;
-    assert.equal(code, 2, `exit code; stderr: ${p.stderr()}`);
-    assert.match(p.stderr(), expected);
-    assert.match(p.stderr(), /^sink: config error: /m);
-  });
-}
+configErrorTests('sink', cases);
