@@ -2,7 +2,8 @@
  * Test helpers: run the real programs as processes, read topics with an independent client
  * (kcat), wait for conditions. Each helper that starts something registers its own cleanup.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { parseAllDocuments } from 'yaml';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -196,6 +197,35 @@ export function reading(minute: number, tag: string, base = Date.UTC(2026, 10, 2
   });
 }
 
+/**
+ * Reading i of a large cluster's backlog: node i % 1000, minute i / 1000 (an hour holds 60,000
+ * readings, as 1,000 nodes make them), pod "r<i>" so that each is unique and can be found again.
+ */
+export function backlogReading(i: number, nodes = 1000): string {
+  const start = Date.UTC(2026, 10, 27) + Math.floor(i / nodes) * 60_000;
+  return JSON.stringify({
+    schema_version: 1, window_start: new Date(start).toISOString(), window_end: new Date(start + 60_000).toISOString(), window_seconds: 60.001,
+    node: `ip-10-0-${Math.floor((i % nodes) / 250)}-${i % 250}.eu-west-1.compute.internal`, pod: `r${i}`, namespace: 'cpu-pipeline',
+    host: { cores: 4, busy_percent: (i % 97) + 0.5, user_percent: 1.1, system_percent: 2.2, iowait_percent: 0.1, steal_percent: 0, idle_percent: 50 },
+    container: { cgroup_version: 2, cpu_percent: (i % 89) + 0.25, cores_used: 0.0125, limit_cores: 0.5, relative_to: 'limit' },
+  });
+}
+
+/** Puts backlogReading(0 .. n-1) into a topic, keyed by node, as fast as the broker takes them. */
+export async function produceBacklog(bootstrap: string, topic: string, n: number, nodes = 1000): Promise<void> {
+  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } })
+    .producer({ kafkaJS: { idempotent: true, acks: -1 }, 'linger.ms': 20, 'batch.size': 1_000_000, 'queue.buffering.max.messages': 1_000_000 });
+  await producer.connect();
+  try {
+    for (let i = 0; i < n; i += 5000) {
+      const messages = Array.from({ length: Math.min(5000, n - i) }, (_, j) => ({ key: `node-${(i + j) % nodes}`, value: backlogReading(i + j, nodes) }));
+      await producer.send({ topic, messages });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 export function testS3Client(endpoint: string): S3Client {
   return new S3Client({
     endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1,
@@ -305,6 +335,16 @@ export function sink(t: TestContext, env: Record<string, string>): Program {
 }
 
 // ---------------------------------------------------------------- a real memory limit
+
+/** A program's container as k8s/base deploys it: its args (node, V8 flags, bundle) and memory limit. */
+export function deployedContainer(program: 'sampler' | 'sink'): { args: string[]; limitBytes: number } {
+  const yaml = execFileSync('kubectl', ['kustomize', 'k8s/base'], { cwd: root, encoding: 'utf8' });
+  const workload = parseAllDocuments(yaml).map((d) => d.toJS()).find((o) => /^(Deployment|DaemonSet)$/.test(o.kind) && o.metadata.name === `cpu-${program}`);
+  const container = workload.spec.template.spec.containers[0];
+  const m = /^(\d+)(Mi|Gi)$/.exec(String(container.resources.limits.memory));
+  if (!m) throw new Error(`cannot read the ${program}'s memory limit ${container.resources.limits.memory}`);
+  return { args: container.args as string[], limitBytes: Number(m[1]) * (m[2] === 'Gi' ? 2 ** 30 : 2 ** 20) };
+}
 
 export interface MemoryCgroup {
   kind: 'v1' | 'v2';

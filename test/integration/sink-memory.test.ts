@@ -6,50 +6,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { KafkaJS } from '@confluentinc/kafka-javascript';
-import { parseAllDocuments } from 'yaml';
 import { loadConfig, memoryBound } from '../../sink.ts';
-import { httpGet, memoryCgroup, root, runCommand, sinkScenario, testS3Client, waitFor } from '../helpers.ts';
+import { backlogReading, httpGet, memoryCgroup, produceBacklog, runCommand, deployedContainer, sinkScenario, testS3Client, waitFor } from '../helpers.ts';
 
 const N = 1_000_000;
-const NODES = 1000;
-
-/** Reading i: node i % 1000, minute i / 1000 (so an hour holds 60,000 readings), pod "r<i>". */
-function reading(i: number): string {
-  const start = Date.UTC(2026, 10, 27) + Math.floor(i / NODES) * 60_000;
-  return JSON.stringify({
-    schema_version: 1, window_start: new Date(start).toISOString(), window_end: new Date(start + 60_000).toISOString(), window_seconds: 60.001,
-    node: `ip-10-0-${Math.floor((i % NODES) / 250)}-${i % 250}.eu-west-1.compute.internal`, pod: `r${i}`, namespace: 'cpu-pipeline',
-    host: { cores: 4, busy_percent: (i % 97) + 0.5, user_percent: 1.1, system_percent: 2.2, iowait_percent: 0.1, steal_percent: 0, idle_percent: 50 },
-    container: { cgroup_version: 2, cpu_percent: (i % 89) + 0.25, cores_used: 0.0125, limit_cores: 0.5, relative_to: 'limit' },
-  });
-}
-
-function deployment() {
-  const yaml = execFileSync('kubectl', ['kustomize', 'k8s/base'], { cwd: root, encoding: 'utf8' });
-  const sink = parseAllDocuments(yaml).map((d) => d.toJS()).find((o) => o.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
-  const container = sink.spec.template.spec.containers[0];
-  const limit = String(container.resources.limits.memory);
-  const m = /^(\d+)(Mi|Gi)$/.exec(limit);
-  if (!m) throw new Error(`cannot read the memory limit ${limit}`);
-  return { args: container.args as string[], limitBytes: Number(m[1]) * (m[2] === 'Gi' ? 2 ** 30 : 2 ** 20) };
-}
 
 test('the sink catches up 1,000,000 readings inside the Deployment\'s memory limit, every one exactly once, without an OOM kill', async (t) => {
-  const { args, limitBytes } = deployment();
+  const { args, limitBytes } = deployedContainer('sink');
   const { bootstrap, s3, topic, env } = await sinkScenario(t, { partitions: 3 });
 
-  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } })
-    .producer({ kafkaJS: { idempotent: true, acks: -1 }, 'linger.ms': 20, 'batch.size': 1_000_000, 'queue.buffering.max.messages': 1_000_000 });
-  await producer.connect();
-  for (let i = 0; i < N; i += 5000) {
-    await producer.send({ topic, messages: Array.from({ length: 5000 }, (_, j) => ({ key: `node-${(i + j) % NODES}`, value: reading(i + j) })) });
-  }
-  await producer.disconnect();
+  await produceBacklog(bootstrap, topic, N);
 
   const cgroup = memoryCgroup(t, limitBytes);
   const settings = { ...env, HTTP_PORT: '0', FILE_MAX_AGE_SECONDS: '2', S3_FORCE_PATH_STYLE: 'true', S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret' };
@@ -83,7 +52,7 @@ test('the sink catches up 1,000,000 readings inside the Deployment\'s memory lim
       for (const line of gunzipSync(Buffer.from(await res.Body!.transformToByteArray())).toString().split('\n')) {
         if (!line) continue;
         const i = Number(/"pod":"r(\d+)"/.exec(line)?.[1]);
-        assert.equal(line, reading(i), 'a stored line is the reading as produced');
+        assert.equal(line, backlogReading(i), 'a stored line is the reading as produced');
         seen[i]++;
       }
       objects++;
