@@ -48,9 +48,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { KafkaJS } from '@confluentinc/kafka-javascript';
 import { Counter, Gauge, type Registry } from 'prom-client';
+// prettier-ignore
 import {
   checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
-  logger, metricsRegistry, propertiesFor, startRuntime, throwIf, type CommonConfig, type Logger,
+  logger, metricsRegistry, propertiesFor, startRuntime, throwIf, type CommonConfig, type Logger
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -75,7 +76,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config: SamplerConfig = {
     brokers: e.string('KAFKA_BROKERS', 'localhost:9092', checkBrokers),
     topic: e.string('KAFKA_TOPIC', 'cpu-levels', checkTopic),
-    clientId: e.string('KAFKA_CLIENT_ID', 'cpu-sampler', (v) => v ? undefined : 'a non-empty client id'),
+    clientId: e.string('KAFKA_CLIENT_ID', 'cpu-sampler', (v) => (v ? undefined : 'a non-empty client id')),
     passthrough: props,
     passthroughSource: source,
     intervalMs: Math.round(1000 * e.number('SAMPLE_INTERVAL_SECONDS', 60, { min: 0.1, max: 86_400, unit: 'seconds' })),
@@ -99,8 +100,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Cumulative CPU time of all cores, in clock ticks (or ms from os.cpus()). */
 export interface HostTimes {
-  user: number; nice: number; system: number; idle: number; iowait: number;
-  irq: number; softirq: number; steal: number;
+  user: number;
+  nice: number;
+  system: number;
+  idle: number;
+  iowait: number;
+  irq: number;
+  softirq: number;
+  steal: number;
   cores: number;
 }
 
@@ -123,7 +130,11 @@ export function parseProcStat(text: string): HostTimes {
 export function hostTimesFromOs(list = cpus()): HostTimes {
   const t = { user: 0, nice: 0, system: 0, idle: 0, iowait: 0, irq: 0, softirq: 0, steal: 0, cores: list.length || 1 };
   for (const c of list) {
-    t.user += c.times.user; t.nice += c.times.nice; t.system += c.times.sys; t.idle += c.times.idle; t.irq += c.times.irq;
+    t.user += c.times.user;
+    t.nice += c.times.nice;
+    t.system += c.times.sys;
+    t.idle += c.times.idle;
+    t.irq += c.times.irq;
   }
   return t;
 }
@@ -172,9 +183,7 @@ export function hostCpu(a: HostTimes, b: HostTimes): HostCpu | undefined {
 
 /** Where this process's cgroup CPU counters live, or why there are none. */
 export type CgroupLocation =
-  | { version: 2; dir: string }
-  | { version: 1; usageFile: string; quotaDir: string | undefined }
-  | { version: 0; reason: string };
+  { version: 2; dir: string } | { version: 1; usageFile: string; quotaDir: string | undefined } | { version: 0; reason: string };
 
 /**
  * Finds our cgroup from /proc/self/cgroup. cgroup v2 when the root has cgroup.controllers
@@ -183,7 +192,10 @@ export type CgroupLocation =
  * is the container's own cgroup; when the listed path is not below the mount, the root is used.
  */
 export function locateCgroup(selfCgroup: string, root: string, exists: (p: string) => boolean = existsSync): CgroupLocation {
-  const lines = selfCgroup.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = selfCgroup
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const pick = (mount: string, path: string, file: string) =>
     [path === '/' ? mount : join(mount, path), mount].find((dir) => exists(join(dir, file)));
   if (exists(join(root, 'cgroup.controllers'))) {
@@ -205,12 +217,17 @@ export function locateCgroup(selfCgroup: string, root: string, exists: (p: strin
     const cpu = v1('cpu');
     return { version: 1, usageFile: join(usageDir, 'cpuacct.usage'), quotaDir: cpu && pick(cpu.mount, cpu.path, 'cpu.cfs_quota_us') };
   }
-  if (!lines.length && !exists(root)) return { version: 0, reason: 'no cgroup CPU accounting on this system (not Linux, or cgroups not mounted)' };
+  if (!lines.length && !exists(root))
+    return { version: 0, reason: 'no cgroup CPU accounting on this system (not Linux, or cgroups not mounted)' };
   return { version: 0, reason: `no cgroup CPU accounting found under ${root} (neither v2 cpu.stat nor v1 cpuacct.usage)` };
 }
 
 /** Cumulative CPU use of the cgroup in microseconds, and its limit in cores (undefined: none). */
-export interface CgroupSample { version: 1 | 2; usageUsec: number; limitCores: number | undefined }
+export interface CgroupSample {
+  version: 1 | 2;
+  usageUsec: number;
+  limitCores: number | undefined;
+}
 
 /** cgroup v2: usage_usec from cpu.stat; cpu.max is "max 100000" (no limit) or "<quota> <period>". */
 export function parseCgroupV2(cpuStat: string, cpuMax: string | undefined): CgroupSample {
@@ -260,7 +277,11 @@ export function containerCpu(a: CgroupSample, b: CgroupSample, elapsedSeconds: n
 
 // ---------------------------------------------------------------- snapshots
 
-interface Snapshot { monoNs: bigint; host: HostTimes; cgroup: CgroupSample | undefined }
+interface Snapshot {
+  monoNs: bigint;
+  host: HostTimes;
+  cgroup: CgroupSample | undefined;
+}
 
 /** Reads the counters this process can see; `cgroup` stays undefined where there is none. */
 export function snapshotter(procRoot: string, cgroupRoot: string) {
@@ -273,7 +294,11 @@ export function snapshotter(procRoot: string, cgroupRoot: string) {
     if (where.version === 2) return parseCgroupV2(readFileSync(join(where.dir, 'cpu.stat'), 'utf8'), read(join(where.dir, 'cpu.max')));
     if (where.version === 1) {
       const q = where.quotaDir;
-      return parseCgroupV1(readFileSync(where.usageFile, 'utf8'), q && read(join(q, 'cpu.cfs_quota_us')), q && read(join(q, 'cpu.cfs_period_us')));
+      return parseCgroupV1(
+        readFileSync(where.usageFile, 'utf8'),
+        q && read(join(q, 'cpu.cfs_quota_us')),
+        q && read(join(q, 'cpu.cfs_period_us')),
+      );
     }
     return undefined;
   }
@@ -307,14 +332,22 @@ export interface Reading {
   container_unavailable_reason?: string;
 }
 
-export interface Source { node: string; pod: string; namespace: string }
+export interface Source {
+  node: string;
+  pod: string;
+  namespace: string;
+}
 
 /**
  * One reading from two snapshots and the window's wall-clock bounds; undefined when the window
  * must be skipped (counter reset, no time passed).
  */
 export function buildReading(
-  a: Snapshot, b: Snapshot, window: { startMs: number; endMs: number }, source: Source, noCgroupReason: string,
+  a: Snapshot,
+  b: Snapshot,
+  window: { startMs: number; endMs: number },
+  source: Source,
+  noCgroupReason: string,
 ): { reading?: Reading; skipped?: string } {
   const elapsed = Number(b.monoNs - a.monoNs) / 1e9;
   if (!(elapsed >= 0.001) || window.endMs <= window.startMs) return { skipped: 'zero-length window' };
@@ -389,14 +422,40 @@ function samplerMetrics(registry: Registry) {
   const r = [registry];
   return {
     taken: new Counter({ name: 'sampler_readings_taken_total', help: 'Readings computed from two snapshots', registers: r }),
-    skipped: new Counter({ name: 'sampler_readings_skipped_total', help: 'Windows skipped (counter reset, zero length)', labelNames: ['reason'], registers: r }),
+    skipped: new Counter({
+      name: 'sampler_readings_skipped_total',
+      help: 'Windows skipped (counter reset, zero length)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
     produced: new Counter({ name: 'sampler_readings_produced_total', help: 'Readings whose delivery the broker confirmed', registers: r }),
-    failed: new Counter({ name: 'sampler_readings_failed_total', help: 'Readings that could not be delivered (queue full, waited too long, stopped)', labelNames: ['reason'], registers: r }),
+    failed: new Counter({
+      name: 'sampler_readings_failed_total',
+      help: 'Readings that could not be delivered (queue full, waited too long, stopped)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
     pending: new Gauge({ name: 'sampler_readings_pending', help: 'Readings taken but not yet confirmed by the broker', registers: r }),
-    lastHost: new Gauge({ name: 'sampler_last_reading_host_cpu_percent', help: 'Machine CPU busy percent of the last reading', registers: r }),
-    lastContainer: new Gauge({ name: 'sampler_last_reading_container_cpu_percent', help: 'Container CPU percent (of its limit, or of the host) of the last reading', registers: r }),
-    lastTime: new Gauge({ name: 'sampler_last_reading_timestamp_seconds', help: 'End of the last reading\'s window, Unix time', registers: r }),
-    lastDelivered: new Gauge({ name: 'sampler_last_delivery_timestamp_seconds', help: 'When the broker last confirmed a reading, Unix time', registers: r }),
+    lastHost: new Gauge({
+      name: 'sampler_last_reading_host_cpu_percent',
+      help: 'Machine CPU busy percent of the last reading',
+      registers: r,
+    }),
+    lastContainer: new Gauge({
+      name: 'sampler_last_reading_container_cpu_percent',
+      help: 'Container CPU percent (of its limit, or of the host) of the last reading',
+      registers: r,
+    }),
+    lastTime: new Gauge({
+      name: 'sampler_last_reading_timestamp_seconds',
+      help: "End of the last reading's window, Unix time",
+      registers: r,
+    }),
+    lastDelivered: new Gauge({
+      name: 'sampler_last_delivery_timestamp_seconds',
+      help: 'When the broker last confirmed a reading, Unix time',
+      registers: r,
+    }),
     connected: new Gauge({ name: 'sampler_kafka_connected', help: '1 once the producer has connected', registers: r }),
   };
 }
@@ -439,7 +498,10 @@ class Delivery {
       if (this.#outbox.length >= this.#config.queueMax) {
         const dropped = this.#outbox.shift()!;
         this.#m.failed.inc({ reason: 'queue_full' });
-        this.#log.error('reading dropped: queue full while Kafka is unreachable', { window_end: dropped.window_end, queue_max: this.#config.queueMax });
+        this.#log.error('reading dropped: queue full while Kafka is unreachable', {
+          window_end: dropped.window_end,
+          queue_max: this.#config.queueMax,
+        });
       }
       this.#outbox.push(reading);
     }
@@ -448,12 +510,7 @@ class Delivery {
 
   /** One connection attempt with a new producer (a producer whose connect() failed cannot retry). */
   async connect(): Promise<void> {
-    const candidate = this.#kafka.producer({
-      'message.timeout.ms': this.#config.maxWaitMs,
-      'queue.buffering.max.messages': this.#config.queueMax,
-      'linger.ms': 5,
-      kafkaJS: { idempotent: true, acks: -1 },
-    });
+    const candidate = this.#kafka.producer({ ...producerSettings(this.#config), kafkaJS: { idempotent: true, acks: -1 } });
     try {
       await candidate.connect();
     } catch (err) {
@@ -469,7 +526,9 @@ class Delivery {
   async stop(flushMs: number): Promise<number> {
     const p = this.#producer;
     if (p) {
-      await p.flush({ timeout: flushMs }).catch((err: Error) => this.#log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
+      await p
+        .flush({ timeout: flushMs })
+        .catch((err: Error) => this.#log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
       await p.disconnect().catch(() => {});
     }
     return this.pending();
@@ -479,28 +538,31 @@ class Delivery {
     const id = this.#nextId++;
     this.#inFlight.set(id, Date.now());
     const { key, value, headers } = encodeReading(reading);
-    this.#producer!.send({ topic: this.#config.topic, messages: [{ key, value, headers }] }).then(
-      () => {
-        this.#m.produced.inc();
-        this.#m.lastDelivered.set(Date.now() / 1000);
-        this.#log.debug('reading delivered', { window_end: reading.window_end });
-      },
-      (err: Error) => {
-        const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
-        this.#m.failed.inc({ reason });
-        this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
-      },
-    ).finally(() => {
-      this.#inFlight.delete(id);
-      this.#m.pending.set(this.pending());
-    });
+    this.#producer!.send({ topic: this.#config.topic, messages: [{ key, value, headers }] })
+      .then(
+        () => {
+          this.#m.produced.inc();
+          this.#m.lastDelivered.set(Date.now() / 1000);
+          this.#log.debug('reading delivered', { window_end: reading.window_end });
+        },
+        (err: Error) => {
+          const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
+          this.#m.failed.inc({ reason });
+          this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
+        },
+      )
+      .finally(() => {
+        this.#inFlight.delete(id);
+        this.#m.pending.set(this.pending());
+      });
   }
 }
 
 // ---------------------------------------------------------------- main
 
 /** Takes a baseline snapshot now and a reading at every wall-clock boundary; returns the stop function. */
-function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType<typeof snapshotter>, source: Source, deliver: (r: Reading) => void) {
+function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType<typeof snapshotter>, deliver: (r: Reading) => void) {
+  const source: Source = { node: config.node, pod: config.pod, namespace: config.namespace };
   const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
   let previous = snap.take();
   let windowStart = Date.now();
@@ -525,30 +587,56 @@ function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType
     m.lastHost.set(reading.host.busy_percent);
     if (reading.container) m.lastContainer.set(reading.container.cpu_percent);
     m.lastTime.set(boundary / 1000);
-    log.info('reading', { window_end: reading.window_end, host_busy_percent: reading.host.busy_percent, container_cpu_percent: reading.container?.cpu_percent ?? null });
+    log.info('reading', {
+      window_end: reading.window_end,
+      host_busy_percent: reading.host.busy_percent,
+      container_cpu_percent: reading.container?.cpu_percent ?? null,
+    });
     deliver(reading);
   });
 }
 
+/** The producer's own settings (KAFKA_CONFIG_* add to them): bounded in count and in time, batched for 5 ms. */
+function producerSettings(config: SamplerConfig) {
+  return { 'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'linger.ms': 5 };
+}
+
+/** What librdkafka says of the producer's settings, before any connection. */
+function kafkaProblem(config: SamplerConfig): string | undefined {
+  const conf = { ...propertiesFor('producer', config.passthrough), 'bootstrap.servers': config.brokers, 'client.id': config.clientId };
+  return checkKafkaConf('producer', { ...conf, ...producerSettings(config), 'enable.idempotence': true }, config.passthroughSource);
+}
+
+function settingsToLog(config: SamplerConfig, snap: ReturnType<typeof snapshotter>) {
+  const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
+  return {
+    brokers: config.brokers,
+    topic: config.topic,
+    interval_seconds: config.intervalMs / 1000,
+    node: config.node,
+    pod: config.pod,
+    namespace: config.namespace,
+    host_counters: snap.hostSource,
+    cgroup: snap.where.version === 0 ? null : `v${snap.where.version}`,
+    ...(noCgroupReason ? { container_unavailable_reason: noCgroupReason } : {}),
+    first_reading_at: new Date(nextBoundary(Date.now(), config.intervalMs)).toISOString(),
+  };
+}
+
 async function main(): Promise<void> {
   const config = configOrExit('sampler', () => loadConfig());
-  configOrExit('sampler', () => throwIf(checkKafkaConf('producer', {
-    ...propertiesFor('producer', config.passthrough), 'bootstrap.servers': config.brokers, 'client.id': config.clientId,
-    'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'enable.idempotence': true,
-  }, config.passthroughSource)));
+  configOrExit('sampler', () => throwIf(kafkaProblem(config)));
   const log = logger('sampler', config.logLevel);
-
   const registry = metricsRegistry();
   const m = samplerMetrics(registry);
   const out = new Delivery(config, log, m);
   const snap = snapshotter(config.procRoot, config.cgroupRoot);
-  const source: Source = { node: config.node, pod: config.pod, namespace: config.namespace };
-  const stopTicks = sample(config, log, m, snap, source, (r) => out.enqueue(r));
+  const stopTicks = sample(config, log, m, snap, (r) => out.enqueue(r));
   let connected = false;
   let stopping = false;
   // Ready: connected, and no reading has waited for the broker longer than an interval (or 30 s).
   const ready = () => connected && !stopping && out.oldestWaitMs() <= Math.max(config.intervalMs, 30_000);
-  const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: async (reason) => {
+  const stop = async (reason: string) => {
     stopping = true;
     stopTicks();
     log.info('stopping', { reason, pending: out.pending() });
@@ -557,19 +645,19 @@ async function main(): Promise<void> {
     m.failed.inc({ reason: 'stopped' }, lost);
     log.error('readings not delivered before stop', { count: lost });
     return 1;
-  } });
-  const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
-  log.info('started', {
-    brokers: config.brokers, topic: config.topic, interval_seconds: config.intervalMs / 1000, http_port: port,
-    node: source.node, pod: source.pod, namespace: source.namespace, host_counters: snap.hostSource,
-    cgroup: snap.where.version === 0 ? null : `v${snap.where.version}`,
-    ...(noCgroupReason ? { container_unavailable_reason: noCgroupReason } : {}),
-    first_reading_at: new Date(nextBoundary(Date.now(), config.intervalMs)).toISOString(),
-  });
+  };
+  const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop });
+  log.info('started', { ...settingsToLog(config, snap), http_port: port });
   // Connect, retrying for as long as it takes; readings taken meanwhile wait in the outbox.
   connected = await connectWithRetry({
-    program: 'sampler', brokers: config.brokers, source: config.passthroughSource, log,
-    stopping: () => stopping, fields: () => ({ queued: out.pending() }), onConfigError: stopTicks, connect: () => out.connect(),
+    program: 'sampler',
+    brokers: config.brokers,
+    source: config.passthroughSource,
+    log,
+    stopping: () => stopping,
+    fields: () => ({ queued: out.pending() }),
+    onConfigError: stopTicks,
+    connect: () => out.connect(),
   });
 }
 

@@ -74,9 +74,10 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import ajvFormats from 'ajv-formats';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import schema from './schema/cpu-reading.v1.schema.json' with { type: 'json' };
+// prettier-ignore
 import {
   checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
-  logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime,
+  logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -119,14 +120,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     clientId: e.string('KAFKA_CLIENT_ID', 'cpu-sink', (v) => (v ? undefined : 'a non-empty client id')),
     groupId: e.string('KAFKA_GROUP_ID', 'cpu-sink', (v) => (v ? undefined : 'a non-empty consumer group id')),
     // Derived from a bad KAFKA_TOPIC, the default would only repeat that error: check what was set.
-    dlqTopic: e.string('KAFKA_DLQ_TOPIC', `${topic}-dlq`, (v) => (env.KAFKA_DLQ_TOPIC === undefined && checkTopic(topic) ? undefined
-      : checkTopic(v) ?? (v === topic ? 'a topic other than KAFKA_TOPIC' : undefined))),
+    dlqTopic: e.string('KAFKA_DLQ_TOPIC', `${topic}-dlq`, (v) =>
+      env.KAFKA_DLQ_TOPIC === undefined && checkTopic(topic)
+        ? undefined
+        : (checkTopic(v) ?? (v === topic ? 'a topic other than KAFKA_TOPIC' : undefined)),
+    ),
     passthrough: props,
     passthroughSource: source,
     // S3 bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit.
-    bucket: e.string('S3_BUCKET', 'elementor-data-candidates-bucket',
-      (v) => (/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) ? undefined : 'an S3 bucket name (3-63 of a-z 0-9 . -)')),
-    prefix: e.string('S3_PREFIX', 'cpu-levels', (v) => (/^[^/].*[^/]$|^[^/]$|^$/.test(v) ? undefined : 'a key prefix without leading or trailing /')),
+    bucket: e.string('S3_BUCKET', 'elementor-data-candidates-bucket', (v) =>
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) ? undefined : 'an S3 bucket name (3-63 of a-z 0-9 . -)',
+    ),
+    prefix: e.string('S3_PREFIX', 'cpu-levels', (v) =>
+      /^[^/].*[^/]$|^[^/]$|^$/.test(v) ? undefined : 'a key prefix without leading or trailing /',
+    ),
     region: e.string(regionVar, 'eu-west-1', checkRegion),
     endpoint: endpoint || undefined,
     forcePathStyle: isTrue(e.string('S3_FORCE_PATH_STYLE', 'false', bool)),
@@ -144,7 +151,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.choice('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
   };
   if (config.bufferMaxBytes < config.maxBytes) {
-    e.problems.push(`BUFFER_MAX_BYTES=${JSON.stringify(String(config.bufferMaxBytes))}: expected at least FILE_MAX_BYTES (${config.maxBytes}), or a full file could never be held`);
+    e.problems.push(
+      `BUFFER_MAX_BYTES=${JSON.stringify(String(config.bufferMaxBytes))}: expected at least FILE_MAX_BYTES (${config.maxBytes}), or a full file could never be held`,
+    );
   }
   e.done();
   return config;
@@ -155,7 +164,9 @@ function checkUrl(v: string): string | undefined {
   try {
     const u = new URL(v);
     if ((u.protocol === 'http:' || u.protocol === 'https:') && u.hostname && v.trim() === v && !/\s/.test(v)) return undefined;
-  } catch { /* not a URL */ }
+  } catch {
+    /* not a URL */
+  }
   return 'an http(s):// URL such as http://127.0.0.1:9000';
 }
 
@@ -176,6 +187,36 @@ export function consumerConf(config: SinkConfig): Record<string, string | number
     'fetch.max.bytes': 8 * 2 ** 20,
     'fetch.queue.backoff.ms': 10,
     ...propertiesFor('consumer', config.passthrough),
+  };
+}
+
+/** What librdkafka says of the consumer's and the dead-letter producer's settings, before any connection. */
+function kafkaProblem(config: SinkConfig): string | undefined {
+  const producer = { ...propertiesFor('producer', config.passthrough), 'enable.idempotence': true };
+  return (
+    checkKafkaConf('consumer', consumerConf(config), config.passthroughSource) ??
+    checkKafkaConf('producer', producer, config.passthroughSource)
+  );
+}
+
+/** The settings worth a line in the log at start (no credentials: the sink reads none). */
+function settingsToLog(c: SinkConfig) {
+  return {
+    brokers: c.brokers,
+    topic: c.topic,
+    group: c.groupId,
+    dlq_topic: c.dlqTopic,
+    bucket: c.bucket,
+    prefix: c.prefix,
+    region: c.region,
+    endpoint: c.endpoint ?? null,
+    gzip: c.gzip,
+    max_records: c.maxRecords,
+    max_bytes: c.maxBytes,
+    max_age_seconds: c.maxAgeMs / 1000,
+    buffer_max_bytes: c.bufferMaxBytes,
+    uploads_max: c.uploadsMax,
+    memory_bound_bytes: memoryBound(c),
   };
 }
 
@@ -202,8 +243,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export type DeadLetterReason = 'empty' | 'oversize' | 'not-json' | 'duplicate-key' | 'not-object' | 'schema-version' | 'schema';
 
 export type Checked =
-  | { ok: true; windowStart: string; hour: string; line: Buffer }
-  | { ok: false; reason: DeadLetterReason; detail: string };
+  { ok: true; windowStart: string; hour: string; line: Buffer } | { ok: false; reason: DeadLetterReason; detail: string };
 
 /**
  * Object members in JSON text: each ':' outside a string is one (the text must be valid JSON).
@@ -302,7 +342,11 @@ export function objectKey(prefix: string, hour: string, topic: string, partition
 
 // ---------------------------------------------------------------- files: the exactly-once core
 
-export interface Limits { maxRecords: number; maxBytes: number; maxAgeMs: number }
+export interface Limits {
+  maxRecords: number;
+  maxBytes: number;
+  maxAgeMs: number;
+}
 
 /**
  * One file: a contiguous run of one partition's offsets within one hour. Held as the bytes of its
@@ -326,9 +370,15 @@ export class FileData {
     this.openedAt = openedAt;
   }
 
-  get records(): number { return this.#offsets.length; }
-  get first(): number | undefined { return this.#offsets[0]; }
-  get last(): number | undefined { return this.#offsets.at(-1); }
+  get records(): number {
+    return this.#offsets.length;
+  }
+  get first(): number | undefined {
+    return this.#offsets[0];
+  }
+  get last(): number | undefined {
+    return this.#offsets.at(-1);
+  }
 
   append(offset: number, line: Buffer): void {
     const size = line.length + 1;
@@ -501,25 +551,56 @@ export class PartitionFiles {
 
 // ---------------------------------------------------------------- S3
 
+/** The S3 client: the SDK's own credential chain, its retries (3 attempts), and a request timeout that holds. */
+export function s3Client(config: SinkConfig): S3Client {
+  return new S3Client({
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    maxAttempts: 3,
+    // Without throwOnRequestTimeout the SDK only warns and a black-holed request hangs for ever.
+    requestHandler: {
+      requestTimeout: config.requestTimeoutMs,
+      connectionTimeout: Math.min(config.requestTimeoutMs, 10_000),
+      throwOnRequestTimeout: true,
+    },
+  });
+}
+
 export type PutResult = { written: true } | { written: false; endOffset: number };
 
 /**
  * Writes an object only if its key is free (If-None-Match: *). When it exists, returns the end
  * offset recorded in its metadata, so that the caller can skip what it already holds.
  */
-export async function putIfAbsent(s3: S3Client, bucket: string, key: string, body: Buffer, meta: Record<string, string>, gzip: boolean): Promise<PutResult> {
+export async function putIfAbsent(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  body: Buffer,
+  meta: Record<string, string>,
+  gzip: boolean,
+): Promise<PutResult> {
   try {
-    await s3.send(new PutObjectCommand({
-      Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', Metadata: meta,
-      ContentType: 'application/x-ndjson', ...(gzip ? { ContentEncoding: 'gzip' } : {}),
-    }));
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        IfNoneMatch: '*',
+        Metadata: meta,
+        ContentType: 'application/x-ndjson',
+        ...(gzip ? { ContentEncoding: 'gzip' } : {}),
+      }),
+    );
     return { written: true };
   } catch (err) {
     if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 412) throw err;
   }
   const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
   const end = Number(head.Metadata?.['end-offset']);
-  if (!Number.isInteger(end)) throw new Error(`s3://${bucket}/${key} exists without an end-offset in its metadata; it was not written by this sink`);
+  if (!Number.isInteger(end))
+    throw new Error(`s3://${bucket}/${key} exists without an end-offset in its metadata; it was not written by this sink`);
   return { written: false, endOffset: end };
 }
 
@@ -571,20 +652,14 @@ const ERR_REVOKE = -174; // RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 const held = (s: Sink) => [...s.states.values()].reduce((n, o) => n + o.files.heldBytes, 0);
 
-function sinkMetrics(registry: Registry, s: Sink) {
-  const r = [registry];
+/** Gauges computed at each scrape from what the sink holds now. */
+function scrapedGauges(r: Registry[], s: Sink) {
   return {
-    consumed: new Counter({ name: 'sink_records_consumed_total', help: 'Records read from the topic', registers: r }),
-    written: new Counter({ name: 'sink_records_written_total', help: 'Records written to S3 in an object of this sink', registers: r }),
-    present: new Counter({ name: 'sink_records_already_present_total', help: 'Records skipped because an existing object already held them (replay after a crash or rebalance)', registers: r }),
-    deadLettered: new Counter({ name: 'sink_records_dead_lettered_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason'], registers: r }),
-    objects: new Counter({ name: 'sink_objects_written_total', help: 'Objects written to S3', registers: r }),
-    bytes: new Counter({ name: 'sink_bytes_written_total', help: 'Bytes written to S3 (object bodies)', registers: r }),
-    uploadSeconds: new Histogram({ name: 'sink_upload_duration_seconds', help: 'Duration of successful object uploads', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
-    uploadFailures: new Counter({ name: 'sink_upload_failures_total', help: 'Failed upload attempts (retried)', registers: r }),
-    lastUpload: new Gauge({ name: 'sink_last_upload_timestamp_seconds', help: 'When an object was last written, Unix time', registers: r }),
     lag: new Gauge({
-      name: 'sink_consumer_lag_records', help: 'Records in the partition not yet committed (not yet durably in S3)', labelNames: ['partition'], registers: r,
+      name: 'sink_consumer_lag_records',
+      help: 'Records in the partition not yet committed (not yet durably in S3)',
+      labelNames: ['partition'],
+      registers: r,
       // At every scrape, for the partitions owned now (revoked ones disappear): the high watermark
       // of librdkafka's last fetch (or the one asked at assignment) minus the committed offset.
       collect() {
@@ -592,25 +667,76 @@ function sinkMetrics(registry: Registry, s: Sink) {
         for (const o of s.states.values()) {
           try {
             o.high = Math.max(o.high, s.consumer.getWatermarkOffsets(s.config.topic, o.files.partition).highOffset);
-          } catch { /* nothing fetched yet */ }
+          } catch {
+            /* nothing fetched yet */
+          }
           const from = o.committed >= 0 ? o.committed : o.low;
           if (o.high >= 0 && from >= 0) this.set({ partition: String(o.files.partition) }, Math.max(0, o.high - from));
         }
       },
     }),
     buffered: new Gauge({
-      name: 'sink_buffered_records', help: 'Records held in memory, not yet in S3', registers: r,
-      collect() { this.set([...s.states.values()].reduce((n, o) => n + o.files.records(), 0)); },
+      name: 'sink_buffered_records',
+      help: 'Records held in memory, not yet in S3',
+      registers: r,
+      collect() {
+        this.set([...s.states.values()].reduce((n, o) => n + o.files.records(), 0));
+      },
     }),
     bufferedBytes: new Gauge({
-      name: 'sink_buffered_bytes', help: 'Bytes held in memory (counted against BUFFER_MAX_BYTES)', registers: r,
-      collect() { this.set([...s.states.values()].reduce((n, o) => n + o.files.heldBytes, 0)); },
+      name: 'sink_buffered_bytes',
+      help: 'Bytes held in memory (counted against BUFFER_MAX_BYTES)',
+      registers: r,
+      collect() {
+        this.set([...s.states.values()].reduce((n, o) => n + o.files.heldBytes, 0));
+      },
     }),
     paused: new Gauge({
-      name: 'sink_partitions_paused', help: 'Partitions paused because the memory budget is full (S3 is slower than Kafka, or away)', registers: r,
-      collect() { this.set([...s.states.values()].filter((o) => o.paused).length); },
+      name: 'sink_partitions_paused',
+      help: 'Partitions paused because the memory budget is full (S3 is slower than Kafka, or away)',
+      registers: r,
+      collect() {
+        this.set([...s.states.values()].filter((o) => o.paused).length);
+      },
     }),
-    inFlight: new Gauge({ name: 'sink_uploads_in_flight', help: 'Uploads under way', registers: r, collect() { this.set(s.uploads); } }),
+    inFlight: new Gauge({
+      name: 'sink_uploads_in_flight',
+      help: 'Uploads under way',
+      registers: r,
+      collect() {
+        this.set(s.uploads);
+      },
+    }),
+  };
+}
+
+function sinkMetrics(registry: Registry, s: Sink) {
+  const r = [registry];
+  return {
+    consumed: new Counter({ name: 'sink_records_consumed_total', help: 'Records read from the topic', registers: r }),
+    written: new Counter({ name: 'sink_records_written_total', help: 'Records written to S3 in an object of this sink', registers: r }),
+    present: new Counter({
+      name: 'sink_records_already_present_total',
+      help: 'Records skipped because an existing object already held them (replay after a crash or rebalance)',
+      registers: r,
+    }),
+    deadLettered: new Counter({
+      name: 'sink_records_dead_lettered_total',
+      help: 'Records sent to the dead-letter topic',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    objects: new Counter({ name: 'sink_objects_written_total', help: 'Objects written to S3', registers: r }),
+    bytes: new Counter({ name: 'sink_bytes_written_total', help: 'Bytes written to S3 (object bodies)', registers: r }),
+    uploadSeconds: new Histogram({
+      name: 'sink_upload_duration_seconds',
+      help: 'Duration of successful object uploads',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    }),
+    uploadFailures: new Counter({ name: 'sink_upload_failures_total', help: 'Failed upload attempts (retried)', registers: r }),
+    lastUpload: new Gauge({ name: 'sink_last_upload_timestamp_seconds', help: 'When an object was last written, Unix time', registers: r }),
+    ...scrapedGauges(r, s),
   };
 }
 
@@ -665,7 +791,13 @@ async function upload(s: Sink, o: Owned): Promise<void> {
   try {
     const body = await (file.encoded ??= encodeFile(file, config.gzip));
     const key = objectKey(config.prefix, file.hour, config.topic, partition, start, config.gzip);
-    const meta = { topic: config.topic, partition: String(partition), 'start-offset': String(start), 'end-offset': String(end), records: String(file.records) };
+    const meta = {
+      topic: config.topic,
+      partition: String(partition),
+      'start-offset': String(start),
+      'end-offset': String(end),
+      records: String(file.records),
+    };
     const timer = s.m.uploadSeconds.startTimer();
     const result = await putIfAbsent(s.s3, config.bucket, key, body, meta, config.gzip);
     if (result.written) {
@@ -687,7 +819,13 @@ async function upload(s: Sink, o: Owned): Promise<void> {
     s.m.uploadFailures.inc();
     o.failing = true;
     o.retryAt = Date.now() + o.delay;
-    log.error('upload failed; retrying', { partition, start_offset: start, retry_in_ms: o.delay, error: (err as Error).message, code: (err as { name?: string }).name });
+    log.error('upload failed; retrying', {
+      partition,
+      start_offset: start,
+      retry_in_ms: o.delay,
+      error: (err as Error).message,
+      code: (err as { name?: string }).name,
+    });
     o.delay = Math.min(o.delay * 2, 30_000);
   } finally {
     o.uploading = false;
@@ -716,7 +854,11 @@ function commitAll(s: Sink): void {
   }
 }
 
-function onCommitted(s: Sink, err: LibrdKafkaError | undefined, offsets: Array<{ partition: number; offset: number; error?: { message?: string } }>): void {
+function onCommitted(
+  s: Sink,
+  err: LibrdKafkaError | undefined,
+  offsets: Array<{ partition: number; offset: number; error?: { message?: string } }>,
+): void {
   s.committing = 0;
   for (const { partition, offset, error } of offsets ?? []) {
     const o = s.states.get(partition);
@@ -731,8 +873,12 @@ async function deadLetter(s: Sink, o: Owned, m: Message, reason: DeadLetterReaso
   const bytes = (m.value?.length ?? 0) + (m.key?.length ?? 0);
   o.files.deadLetter(m.offset, bytes);
   const headers = {
-    'dlq-reason': reason, 'dlq-detail': detail.slice(0, 1000), 'dlq-topic': config.topic,
-    'dlq-partition': String(m.partition), 'dlq-offset': String(m.offset), 'dlq-timestamp': String(m.timestamp ?? ''),
+    'dlq-reason': reason,
+    'dlq-detail': detail.slice(0, 1000),
+    'dlq-topic': config.topic,
+    'dlq-partition': String(m.partition),
+    'dlq-offset': String(m.offset),
+    'dlq-timestamp': String(m.timestamp ?? ''),
   };
   for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
     try {
@@ -741,14 +887,25 @@ async function deadLetter(s: Sink, o: Owned, m: Message, reason: DeadLetterReaso
     } catch (err) {
       if (!o.owned) return; // the partition moved on; its next owner dead-letters the record again
       o.dlqFailing = true;
-      log.error('dead-letter write failed; retrying', { partition: m.partition, offset: m.offset, retry_in_ms: delay, error: (err as Error).message });
+      log.error('dead-letter write failed; retrying', {
+        partition: m.partition,
+        offset: m.offset,
+        retry_in_ms: delay,
+        error: (err as Error).message,
+      });
       await sleep(delay);
     }
   }
   o.dlqFailing = false;
   o.files.deadLettered(m.offset, bytes);
   s.m.deadLettered.inc({ reason });
-  log.warn('record dead-lettered', { partition: m.partition, offset: m.offset, reason, detail: detail.slice(0, 200), dlq_topic: config.dlqTopic });
+  log.warn('record dead-lettered', {
+    partition: m.partition,
+    offset: m.offset,
+    reason,
+    detail: detail.slice(0, 200),
+    dlq_topic: config.dlqTopic,
+  });
 }
 
 /**
@@ -776,9 +933,13 @@ async function backpressure(s: Sink): Promise<void> {
   if (pause) s.consumer.pause(toppars);
   else s.consumer.resume(toppars);
   for (const o of change) o.paused = pause;
-  if (!s.stopping) s.log[pause ? 'warn' : 'info'](pause ? 'partitions paused: memory budget full for 5 s' : 'partitions resumed', {
-    partitions: toppars.map((t) => t.partition), held_bytes: held(s), budget_bytes: s.config.bufferMaxBytes, uploads: s.uploads,
-  });
+  if (!s.stopping)
+    s.log[pause ? 'warn' : 'info'](pause ? 'partitions paused: memory budget full for 5 s' : 'partitions resumed', {
+      partitions: toppars.map((t) => t.partition),
+      held_bytes: held(s),
+      budget_bytes: s.config.bufferMaxBytes,
+      uploads: s.uploads,
+    });
 }
 
 function onRebalance(s: Sink, consumer: Consumer, err: LibrdKafkaError, assignment: Array<{ topic: string; partition: number }>): void {
@@ -805,7 +966,9 @@ function onRebalance(s: Sink, consumer: Consumer, err: LibrdKafkaError, assignme
       if (s.states.size === 0 && !s.stopping) {
         clearTimeout(s.rejoinWatchdog);
         s.rejoinWatchdog = setTimeout(() => {
-          log.error('no partitions assigned since they were revoked; exiting so that the sink is restarted', { waited_ms: config.rejoinTimeoutMs });
+          log.error('no partitions assigned since they were revoked; exiting so that the sink is restarted', {
+            waited_ms: config.rejoinTimeoutMs,
+          });
           void s.runtime?.shutdown('group-lost');
         }, config.rejoinTimeoutMs).unref();
       }
@@ -819,8 +982,17 @@ function onRebalance(s: Sink, consumer: Consumer, err: LibrdKafkaError, assignme
 
 function newOwned(s: Sink, partition: number): Owned {
   return {
-    files: new PartitionFiles(partition, s.config), owned: true, uploading: false, failing: false,
-    retryAt: 0, delay: 500, paused: false, dlqFailing: false, committed: -1, low: -1, high: -1,
+    files: new PartitionFiles(partition, s.config),
+    owned: true,
+    uploading: false,
+    failing: false,
+    retryAt: 0,
+    delay: 500,
+    paused: false,
+    dlqFailing: false,
+    committed: -1,
+    low: -1,
+    high: -1,
   };
 }
 
@@ -862,14 +1034,23 @@ async function consumeLoop(s: Sink): Promise<void> {
 async function connect(s: Sink): Promise<void> {
   const { config, log } = s;
   const { global, topic } = splitTopicConf(consumerConf(config));
-  const consumer = new Kafka.KafkaConsumer({
-    ...global,
-    rebalance_cb: (err: LibrdKafkaError, assignment: Array<{ topic: string; partition: number }>) => onRebalance(s, consumer, err, assignment),
-    offset_commit_cb: (err: LibrdKafkaError | undefined, offsets: Array<{ partition: number; offset: number; error?: { message?: string } }>) => onCommitted(s, err, offsets),
-  }, topic) as Consumer;
+  const consumer = new Kafka.KafkaConsumer(
+    {
+      ...global,
+      rebalance_cb: (err: LibrdKafkaError, assignment: Array<{ topic: string; partition: number }>) =>
+        onRebalance(s, consumer, err, assignment),
+      offset_commit_cb: (
+        err: LibrdKafkaError | undefined,
+        offsets: Array<{ partition: number; offset: number; error?: { message?: string } }>,
+      ) => onCommitted(s, err, offsets),
+    },
+    topic,
+  ) as Consumer;
   consumer.setDefaultConsumeTimeout(500); // also how often a paused consumer looks for callbacks
   consumer.setDefaultIsTimeoutOnlyForFirstMessage(true);
-  consumer.on('event.error', (err: LibrdKafkaError) => log.warn('kafka client error', { component: 'kafka', error: err.message, code: err.code }));
+  consumer.on('event.error', (err: LibrdKafkaError) =>
+    log.warn('kafka client error', { component: 'kafka', error: err.message, code: err.code }),
+  );
   consumer.on('event.log', (e: { severity: number; fac: string; message: string }) => {
     if (e.severity <= 4) log[e.severity <= 3 ? 'error' : 'warn'](e.message, { component: 'kafka', fac: e.fac });
   });
@@ -910,7 +1091,11 @@ async function stop(s: Sink, reason: string, loop: Promise<void>): Promise<numbe
   }
   const deadline = Date.now() + Math.max(1000, s.config.shutdownMs - 3000);
   const owned = () => [...s.states.values()];
-  while (Date.now() < deadline && owned().some((o) => (o.files.closed.length > 0 || o.files.deadLetters.length > 0) && !o.failing && !o.dlqFailing)) await sleep(50);
+  while (
+    Date.now() < deadline &&
+    owned().some((o) => (o.files.closed.length > 0 || o.files.deadLetters.length > 0) && !o.failing && !o.dlqFailing)
+  )
+    await sleep(50);
   const left = owned().reduce((n, o) => n + o.files.records(), 0);
   while (Date.now() < deadline && owned().some((o) => o.committed < o.files.safePoint())) {
     commitAll(s);
@@ -930,32 +1115,33 @@ async function stop(s: Sink, reason: string, loop: Promise<void>): Promise<numbe
 
 async function main(): Promise<void> {
   const config = configOrExit('sink', () => loadConfig());
-  configOrExit('sink', () => throwIf(checkKafkaConf('consumer', consumerConf(config), config.passthroughSource)
-    ?? checkKafkaConf('producer', { ...propertiesFor('producer', config.passthrough), 'enable.idempotence': true }, config.passthroughSource)));
+  configOrExit('sink', () => throwIf(kafkaProblem(config)));
   const log = logger('sink', config.logLevel);
-
   const s = {
-    config, log, states: new Map(), uploads: 0, committing: 0, stopping: false, done: false, rejoinWatchdog: undefined, runtime: undefined,
-    s3: new S3Client({
-      region: config.region, endpoint: config.endpoint, forcePathStyle: config.forcePathStyle, maxAttempts: 3,
-      // Without throwOnRequestTimeout the SDK only warns and a black-holed request hangs for ever.
-      requestHandler: { requestTimeout: config.requestTimeoutMs, connectionTimeout: Math.min(config.requestTimeoutMs, 10_000), throwOnRequestTimeout: true },
-    }),
+    config,
+    log,
+    states: new Map(),
+    uploads: 0,
+    committing: 0,
+    stopping: false,
+    done: false,
+    s3: s3Client(config),
   } as unknown as Sink;
   const registry = metricsRegistry();
   s.m = sinkMetrics(registry, s);
   let connected = false;
   let loop: Promise<void> = Promise.resolve();
   const ready = () => connected && !s.stopping && [...s.states.values()].every((o) => !o.failing && !o.dlqFailing);
-  s.runtime = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: (reason) => stop(s, reason, loop) });
-  log.info('started', {
-    brokers: config.brokers, topic: config.topic, group: config.groupId, dlq_topic: config.dlqTopic,
-    bucket: config.bucket, prefix: config.prefix, region: config.region, endpoint: config.endpoint ?? null,
-    gzip: config.gzip, max_records: config.maxRecords, max_bytes: config.maxBytes, max_age_seconds: config.maxAgeMs / 1000,
-    buffer_max_bytes: config.bufferMaxBytes, uploads_max: config.uploadsMax, memory_bound_bytes: memoryBound(config), http_port: s.runtime.port,
-  });
+  const stopSink = (reason: string) => stop(s, reason, loop);
+  s.runtime = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: stopSink });
+  log.info('started', { ...settingsToLog(config), http_port: s.runtime.port });
   connected = await connectWithRetry({
-    program: 'sink', brokers: config.brokers, source: config.passthroughSource, log, stopping: () => s.stopping, connect: () => connect(s),
+    program: 'sink',
+    brokers: config.brokers,
+    source: config.passthroughSource,
+    log,
+    stopping: () => s.stopping,
+    connect: () => connect(s),
   });
   if (!connected) return;
   setInterval(() => tick(s), Math.min(1000, config.maxAgeMs / 4)).unref();

@@ -29,7 +29,10 @@ const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 180);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const results: string[] = [];
-const say = (line: string) => { console.log(line); results.push(line); };
+const say = (line: string) => {
+  console.log(line);
+  results.push(line);
+};
 
 function build(): void {
   const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, encoding: 'utf8' });
@@ -38,8 +41,25 @@ function build(): void {
 
 /** Kafka's ConsumerPerformance on the topic: its fetch rate in messages/s (group join excluded). */
 function consumerPerformance(bootstrap: string, topic: string, n: number): number {
-  const r = spawnSync('java', ['-Xmx512m', '-cp', join(fetchKafka(), '*'), `-Dlog4j2.configurationFile=${join(root, 'scripts/kafka/log4j2.properties')}`,
-    'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', bootstrap, '--topic', topic, '--messages', String(n), '--timeout', '120000'], { encoding: 'utf8' });
+  const r = spawnSync(
+    'java',
+    [
+      '-Xmx512m',
+      '-cp',
+      join(fetchKafka(), '*'),
+      `-Dlog4j2.configurationFile=${join(root, 'scripts/kafka/log4j2.properties')}`,
+      'org.apache.kafka.tools.ConsumerPerformance',
+      '--bootstrap-server',
+      bootstrap,
+      '--topic',
+      topic,
+      '--messages',
+      String(n),
+      '--timeout',
+      '120000',
+    ],
+    { encoding: 'utf8' },
+  );
   const lines = r.stdout.trim().split('\n');
   const header = lines.findIndex((l) => l.startsWith('start.time'));
   const cols = lines[header].split(', ');
@@ -47,7 +67,8 @@ function consumerPerformance(bootstrap: string, topic: string, n: number): numbe
   return Number(row[cols.indexOf('fetch.nMsg.sec')]);
 }
 
-const status = (pid: number, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+const status = (pid: number, field: string) =>
+  Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 const anonymous = (pid: number) => Number(/^Anonymous:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
 
 async function metric(port: number, name: string): Promise<number> {
@@ -61,20 +82,39 @@ async function metric(port: number, name: string): Promise<number> {
 
 /** Self time of a V8 CPU profile, grouped into what a reader can act on. */
 function profileSummary(file: string): string {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ id: number; callFrame: { functionName: string; url: string } }>; samples: number[]; timeDeltas: number[] };
+  const p = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: Array<{ id: number; callFrame: { functionName: string; url: string } }>;
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const groups = new Map<string, number>();
   let total = 0;
   p.samples.forEach((id, i) => {
     const { functionName: fn, url } = byId.get(id)!.callFrame;
-    const group = fn === '(idle)' ? 'idle (waiting for librdkafka, S3, gzip)' : fn === '(program)' ? 'native: librdkafka messages into JS objects'
-      : fn === '(garbage collector)' ? 'garbage collection' : /ajv|formats|validate/.test(url + fn) ? 'JSON Schema validation'
-      : /checkRecord|membersInText|membersParsed|decode|timePartition/.test(fn) ? 'JSON.parse, UTF-8 and duplicate-key checks'
-      : /zlib/.test(url) ? 'gzip (main-thread part)' : /aws-sdk|smithy/.test(url) ? 'AWS SDK' : 'other JavaScript';
+    const group =
+      fn === '(idle)'
+        ? 'idle (waiting for librdkafka, S3, gzip)'
+        : fn === '(program)'
+          ? 'native: librdkafka messages into JS objects'
+          : fn === '(garbage collector)'
+            ? 'garbage collection'
+            : /ajv|formats|validate/.test(url + fn)
+              ? 'JSON Schema validation'
+              : /checkRecord|membersInText|membersParsed|decode|timePartition/.test(fn)
+                ? 'JSON.parse, UTF-8 and duplicate-key checks'
+                : /zlib/.test(url)
+                  ? 'gzip (main-thread part)'
+                  : /aws-sdk|smithy/.test(url)
+                    ? 'AWS SDK'
+                    : 'other JavaScript';
     groups.set(group, (groups.get(group) ?? 0) + (p.timeDeltas[i] ?? 0));
     total += p.timeDeltas[i] ?? 0;
   });
-  return [...groups].sort((a, b) => b[1] - a[1]).map(([g, t]) => `${g} ${(100 * t / total).toFixed(0)} %`).join(', ');
+  return [...groups]
+    .sort((a, b) => b[1] - a[1])
+    .map(([g, t]) => `${g} ${((100 * t) / total).toFixed(0)} %`)
+    .join(', ');
 }
 
 async function sinkCatchUp(): Promise<void> {
@@ -90,12 +130,26 @@ async function sinkCatchUp(): Promise<void> {
     const { args } = deployedContainer('sink');
     const port = await freePort();
     const env = {
-      PATH: process.env.PATH!, KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint,
-      S3_BUCKET: 'bench', S3_FORCE_PATH_STYLE: 'true', S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench',
-      HTTP_PORT: String(port), LOG_LEVEL: 'error', FILE_MAX_AGE_SECONDS: '1',
+      PATH: process.env.PATH!,
+      KAFKA_BROKERS: kafka.bootstrap,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName('group'),
+      S3_ENDPOINT: s3.endpoint,
+      S3_BUCKET: 'bench',
+      S3_FORCE_PATH_STYLE: 'true',
+      S3_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'bench',
+      AWS_SECRET_ACCESS_KEY: 'bench',
+      HTTP_PORT: String(port),
+      LOG_LEVEL: 'error',
+      FILE_MAX_AGE_SECONDS: '1',
     };
     const profDir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-prof-'));
-    const sink = spawn(process.execPath, [`--cpu-prof`, `--cpu-prof-dir=${profDir}`, ...args.slice(1)], { cwd: root, env, stdio: 'inherit' });
+    const sink = spawn(process.execPath, [`--cpu-prof`, `--cpu-prof-dir=${profDir}`, ...args.slice(1)], {
+      cwd: root,
+      env,
+      stdio: 'inherit',
+    });
     let first = 0;
     let consumed = 0;
     for (const deadline = Date.now() + 600_000; Date.now() < deadline;) {
@@ -110,8 +164,12 @@ async function sinkCatchUp(): Promise<void> {
     await new Promise((r) => sink.once('exit', r));
     const rate = READINGS / ((done - first) / 1000);
     const best = Math.max(...cp);
-    say(`sink catch-up: ${READINGS} readings, ${Math.round(rate)} records/s into S3 (all read after ${((consumed - first) / 1000).toFixed(1)} s, all in S3 after ${((done - first) / 1000).toFixed(1)} s, files closed 1 s after their last record)`);
-    say(`  Kafka ConsumerPerformance on the same topic: ${cp.map((x) => Math.round(x)).join(' and ')} messages/s; sink/ConsumerPerformance = ${(rate / best).toFixed(2)} (against the faster run)`);
+    say(
+      `sink catch-up: ${READINGS} readings, ${Math.round(rate)} records/s into S3 (all read after ${((consumed - first) / 1000).toFixed(1)} s, all in S3 after ${((done - first) / 1000).toFixed(1)} s, files closed 1 s after their last record)`,
+    );
+    say(
+      `  Kafka ConsumerPerformance on the same topic: ${cp.map((x) => Math.round(x)).join(' and ')} messages/s; sink/ConsumerPerformance = ${(rate / best).toFixed(2)} (against the faster run)`,
+    );
     say(`  sink peak RSS ${mib(peak)}; memoryBound() at these settings ${mib(memoryBound(loadConfig(env)))}`);
     const profile = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (profile) say(`  sink main thread: ${profileSummary(join(profDir, profile))}`);
@@ -129,7 +187,10 @@ function cpuCgroup(name: string): { wrap: (argv: string[]) => string[]; seconds:
   mkdirSync(dir);
   return {
     wrap: (argv) => ['sh', '-c', `echo $$ > ${join(dir, 'cgroup.procs')} && exec "$@"`, 'sh', ...argv],
-    seconds: () => (v2 ? Number(/^usage_usec (\d+)/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'))![1]) / 1e6 : Number(readFileSync(join(dir, 'cpuacct.usage'), 'utf8')) / 1e9),
+    seconds: () =>
+      v2
+        ? Number(/^usage_usec (\d+)/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'))![1]) / 1e6
+        : Number(readFileSync(join(dir, 'cpuacct.usage'), 'utf8')) / 1e9,
     remove: () => rmdirSync(dir),
   };
 }
@@ -148,8 +209,14 @@ async function samplerAtRest(): Promise<void> {
       procs.push(p);
       return p;
     };
-    const sampler = run(wrap(0, [process.execPath, ...samplerArgs.slice(1)]), { PATH: process.env.PATH, KAFKA_BROKERS: kafka.bootstrap, HTTP_PORT: String(samplerPort) });
-    const exporter = run(wrap(1, ['prometheus-node-exporter', `--web.listen-address=127.0.0.1:${exporterPort}`]), { PATH: process.env.PATH });
+    const sampler = run(wrap(0, [process.execPath, ...samplerArgs.slice(1)]), {
+      PATH: process.env.PATH,
+      KAFKA_BROKERS: kafka.bootstrap,
+      HTTP_PORT: String(samplerPort),
+    });
+    const exporter = run(wrap(1, ['prometheus-node-exporter', `--web.listen-address=127.0.0.1:${exporterPort}`]), {
+      PATH: process.env.PATH,
+    });
     await sleep(5000); // both started and connected: measure from here
     const cpu0 = cg.map((c) => c?.seconds() ?? 0);
     for (let t = 0; t < IDLE_SECONDS; t += 60) {
@@ -164,8 +231,12 @@ async function samplerAtRest(): Promise<void> {
     await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
     cg.forEach((c) => c?.remove());
     say(`sampler at rest (60 s interval, ${IDLE_SECONDS} s, one scrape a minute each):`);
-    say(`  CPU: sampler ${perHour[0].toFixed(2)} CPU-s/hour, node_exporter ${perHour[1].toFixed(2)} CPU-s/hour; ratio ${(perHour[0] / perHour[1]).toFixed(2)}`);
-    say(`  RSS: sampler ${mib(rss[0])} (private ${mib(anon[0])}), node_exporter ${mib(rss[1])} (private ${mib(anon[1])}); ratio ${(rss[0] / rss[1]).toFixed(2)} (private ${(anon[0] / anon[1]).toFixed(2)})`);
+    say(
+      `  CPU: sampler ${perHour[0].toFixed(2)} CPU-s/hour, node_exporter ${perHour[1].toFixed(2)} CPU-s/hour; ratio ${(perHour[0] / perHour[1]).toFixed(2)}`,
+    );
+    say(
+      `  RSS: sampler ${mib(rss[0])} (private ${mib(anon[0])}), node_exporter ${mib(rss[1])} (private ${mib(anon[1])}); ratio ${(rss[0] / rss[1]).toFixed(2)} (private ${(anon[0] / anon[1]).toFixed(2)})`,
+    );
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 60000)'], { stdio: 'ignore' });
     await sleep(1000);
     say(`  for scale: a bare node process idling has RSS ${mib(status(bare.pid!, 'VmRSS'))} (private ${mib(anonymous(bare.pid!))})`);
@@ -197,7 +268,9 @@ function putsPer1000(): void {
     }
     for (const p of partitions) puts += p.closeIfOld(now) ? 1 : 0;
   }
-  say(`S3 PUTs per 1,000 readings: ${((1000 * puts) / readings).toFixed(1)} (10 nodes, a simulated day, FILE_MAX_AGE_SECONDS=${config.maxAgeMs / 1000}, 3 partitions: ${puts} PUTs for ${readings} readings)`);
+  say(
+    `S3 PUTs per 1,000 readings: ${((1000 * puts) / readings).toFixed(1)} (10 nodes, a simulated day, FILE_MAX_AGE_SECONDS=${config.maxAgeMs / 1000}, 3 partitions: ${puts} PUTs for ${readings} readings)`,
+  );
 }
 
 build();

@@ -62,8 +62,14 @@ function makeCgroup(name: string): { enter: (pid: number) => void; remove: () =>
   }
   return {
     kind: 'v1',
-    enter: (pid) => { writeFileSync(join(cpu, 'cgroup.procs'), String(pid)); writeFileSync(join(acct, 'cgroup.procs'), String(pid)); },
-    remove: () => { rmdirSync(cpu); if (existsSync(acct)) rmdirSync(acct); },
+    enter: (pid) => {
+      writeFileSync(join(cpu, 'cgroup.procs'), String(pid));
+      writeFileSync(join(acct, 'cgroup.procs'), String(pid));
+    },
+    remove: () => {
+      rmdirSync(cpu);
+      if (existsSync(acct)) rmdirSync(acct);
+    },
   };
 }
 
@@ -80,7 +86,13 @@ async function main(): Promise<void> {
   const t1b = process.hrtime.bigint();
   let bytes = 0;
   for (let i = 0; i < n; i++) {
-    const { reading } = buildReading(prev, next, { startMs: i * 1000, endMs: i * 1000 + 1000 }, { node: 'node-1', pod: 'pod-1', namespace: 'ns' }, 'none');
+    const { reading } = buildReading(
+      prev,
+      next,
+      { startMs: i * 1000, endMs: i * 1000 + 1000 },
+      { node: 'node-1', pod: 'pod-1', namespace: 'ns' },
+      'none',
+    );
     if (!reading) throw new Error('counters did not move in 200 ms');
     bytes += encodeReading(reading).value.length;
   }
@@ -95,17 +107,23 @@ async function main(): Promise<void> {
       console.log(`container accuracy: not measured (${cg})`);
       return;
     }
-    const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', String(busy)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', String(busy)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     cg.enter(proc.pid!);
     proc.stdin.end('go\n');
     let out = '';
-    proc.stdout.on('data', (d) => { out += d; });
+    proc.stdout.on('data', (d) => {
+      out += d;
+    });
     await new Promise((r) => proc.on('exit', r));
     cg.remove();
     const c = JSON.parse(out.trim().split('\n').at(-1) ?? 'null');
     const expected = (Math.min(busy, LIMIT) / LIMIT) * 100;
-    console.log(`container accuracy, cgroup ${cg.kind}, limit ${LIMIT} cores, ${busy} busy thread(s) for ${SECONDS} s: ` +
-      `measured ${c?.cpu_percent}% of ${c?.relative_to} (${c?.cores_used} cores, limit ${c?.limit_cores}); expected about ${expected}% (plus the child's own start-up)`);
+    console.log(
+      `container accuracy, cgroup ${cg.kind}, limit ${LIMIT} cores, ${busy} busy thread(s) for ${SECONDS} s: ` +
+        `measured ${c?.cpu_percent}% of ${c?.relative_to} (${c?.cores_used} cores, limit ${c?.limit_cores}); expected about ${expected}% (plus the child's own start-up)`,
+    );
   }
 }
 

@@ -6,18 +6,9 @@
  * compression ratio and memory. The whole sink against Kafka and S3 is in `npm run bench`.
  */
 import { checkRecord, encodeFile, FileData } from '../sink.ts';
+import { backlogReading } from '../test/helpers.ts';
 
-const reading = (i: number) => Buffer.from(JSON.stringify({
-  schema_version: 1,
-  window_start: new Date(Date.UTC(2026, 10, 27) + i * 60_000).toISOString(),
-  window_end: new Date(Date.UTC(2026, 10, 27) + (i + 1) * 60_000).toISOString(),
-  window_seconds: 60.001,
-  node: `ip-10-0-${i % 250}-${i % 7}.eu-west-1.compute.internal`,
-  pod: `cpu-sampler-${(i * 7919).toString(36).slice(0, 5)}`,
-  namespace: 'cpu-pipeline',
-  host: { cores: 4, busy_percent: (i % 97) + 0.5, user_percent: 1.1, system_percent: 2.2, iowait_percent: 0.1, steal_percent: 0, idle_percent: 50 },
-  container: { cgroup_version: 2, cpu_percent: (i % 89) + 0.25, cores_used: 0.0125, limit_cores: 0.5, relative_to: 'limit' },
-}));
+const reading = (i: number) => Buffer.from(backlogReading(i));
 
 const n = 50_000;
 const values = Array.from({ length: n }, (_, i) => reading(i));
@@ -37,7 +28,9 @@ for (let i = 0; i < n; i++) {
 let t1 = process.hrtime.bigint();
 if (ok !== n) throw new Error(`only ${ok} of ${n} readings were valid`);
 const perRecordUs = Number(t1 - t0) / n / 1000;
-console.log(`checkRecord + FileData.append: ${perRecordUs.toFixed(2)} µs per record, ${Math.round(1e6 / perRecordUs)} records/s on one core (${Math.round(bytes / n)} bytes per record)`);
+console.log(
+  `checkRecord + FileData.append: ${perRecordUs.toFixed(2)} µs per record, ${Math.round(1e6 / perRecordUs)} records/s on one core (${Math.round(bytes / n)} bytes per record)`,
+);
 
 for (const size of [60, 1440, 10_000]) {
   const f = new FileData('h', 0);
@@ -48,6 +41,8 @@ for (const size of [60, 1440, 10_000]) {
   for (let i = 0; i < rounds; i++) body = await encodeFile(f, true);
   t1 = process.hrtime.bigint();
   const ms = Number(t1 - t0) / rounds / 1e6;
-  console.log(`encodeFile gzip, ${size} records (${(f.bytes / 1024).toFixed(0)} KiB): ${ms.toFixed(2)} ms, ${(f.bytes / 2 ** 20 / (ms / 1000)).toFixed(0)} MiB/s, ratio ${(f.bytes / body.length).toFixed(1)}:1`);
+  console.log(
+    `encodeFile gzip, ${size} records (${(f.bytes / 1024).toFixed(0)} KiB): ${ms.toFixed(2)} ms, ${(f.bytes / 2 ** 20 / (ms / 1000)).toFixed(0)} MiB/s, ratio ${(f.bytes / body.length).toFixed(1)}:1`,
+  );
 }
 console.log(`rss: ${(process.memoryUsage().rss / 2 ** 20).toFixed(1)} MiB with ${n} readings (${(bytes / 2 ** 20).toFixed(1)} MiB) held`);

@@ -25,8 +25,7 @@ type Env = Record<string, string | undefined>;
  */
 export function envReader(env: Env) {
   const problems: string[] = [];
-  const bad = (name: string, value: string, expected: string) =>
-    problems.push(`${name}=${JSON.stringify(value)}: expected ${expected}`);
+  const bad = (name: string, value: string, expected: string) => problems.push(`${name}=${JSON.stringify(value)}: expected ${expected}`);
 
   function string(name: string, fallback: string, check?: (v: string) => string | undefined): string {
     const raw = env[name];
@@ -41,7 +40,8 @@ export function envReader(env: Env) {
     if (raw === undefined || raw.trim() === '') return fallback;
     const value = Number(raw.trim());
     const { min = -Infinity, max = Infinity, integer = false, unit = '' } = opts;
-    const what = `${integer ? 'an integer' : 'a number'}${unit ? ` of ${unit}` : ''}` +
+    const what =
+      `${integer ? 'an integer' : 'a number'}${unit ? ` of ${unit}` : ''}` +
       (min > -Infinity && max < Infinity ? ` from ${min} to ${max}` : min > -Infinity ? ` >= ${min}` : max < Infinity ? ` <= ${max}` : '');
     if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) {
       bad(name, raw, what);
@@ -51,7 +51,7 @@ export function envReader(env: Env) {
   }
 
   function choice<T extends string>(name: string, fallback: T, choices: readonly T[]): T {
-    return string(name, fallback, (v) => (choices as readonly string[]).includes(v) ? undefined : `one of ${choices.join(', ')}`) as T;
+    return string(name, fallback, (v) => ((choices as readonly string[]).includes(v) ? undefined : `one of ${choices.join(', ')}`)) as T;
   }
 
   function done(): void {
@@ -69,10 +69,12 @@ export function checkTopic(name: string): string | undefined {
 /** A non-empty comma-separated list of host:port. */
 export function checkBrokers(list: string): string | undefined {
   const entries = list.split(',').map((s) => s.trim());
-  const ok = list.trim() !== '' && entries.every((e) => {
-    const m = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9._-]+):(\d{1,5})$/.exec(e);
-    return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
-  });
+  const ok =
+    list.trim() !== '' &&
+    entries.every((e) => {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9._-]+):(\d{1,5})$/.exec(e);
+      return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+    });
   return ok ? undefined : 'a comma-separated list of host:port, e.g. kafka:9092';
 }
 
@@ -87,9 +89,14 @@ export function kafkaPassthrough(env: Env): { props: Record<string, string>; sou
   const source: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('KAFKA_CONFIG_') || value === undefined || name.length === 'KAFKA_CONFIG_'.length) continue;
-    const prop = name.slice('KAFKA_CONFIG_'.length).toLowerCase()
-      .replace(/___/g, '\u0001').replace(/__/g, '\u0002').replace(/_/g, '.')
-      .replace(/\u0001/g, '-').replace(/\u0002/g, '_');
+    const prop = name
+      .slice('KAFKA_CONFIG_'.length)
+      .toLowerCase()
+      .replace(/___/g, '\u0001')
+      .replace(/__/g, '\u0002')
+      .replace(/_/g, '.')
+      .replace(/\u0001/g, '-')
+      .replace(/\u0002/g, '_');
     props[prop] = value;
     source[prop] = name;
   }
@@ -105,7 +112,10 @@ const ownedKafkaProps: Record<string, string> = {
 
 export function checkPassthrough(source: Record<string, string>, env: Env): string[] {
   return Object.entries(source).flatMap(([prop, name]) =>
-    ownedKafkaProps[prop] ? [`${name}=${JSON.stringify(env[name])}: sets ${prop}, which ${ownedKafkaProps[prop]} owns; set that instead`] : []);
+    ownedKafkaProps[prop]
+      ? [`${name}=${JSON.stringify(env[name])}: sets ${prop}, which ${ownedKafkaProps[prop]} owns; set that instead`]
+      : [],
+  );
 }
 
 /** The part of every Kafka client config that comes from the shared settings. */
@@ -131,21 +141,67 @@ export interface CommonConfig extends KafkaSettings {
  * the other kind would only make librdkafka warn at every start, so each client gets its own.
  */
 const consumerOnly = new Set([
-  'auto.commit.enable', 'auto.commit.interval.ms', 'auto.offset.reset', 'check.crcs', 'consume.callback.max.messages',
-  'coordinator.query.interval.ms', 'enable.auto.commit', 'enable.auto.offset.store', 'enable.partition.eof',
-  'fetch.error.backoff.ms', 'fetch.max.bytes', 'fetch.message.max.bytes', 'fetch.min.bytes', 'fetch.queue.backoff.ms',
-  'fetch.wait.max.ms', 'group.id', 'group.instance.id', 'group.protocol', 'group.protocol.type', 'group.remote.assignor',
-  'heartbeat.interval.ms', 'isolation.level', 'max.partition.fetch.bytes', 'max.poll.interval.ms', 'max.poll.records',
-  'offset.store.method', 'offset.store.path', 'offset.store.sync.interval.ms', 'partition.assignment.strategy',
-  'queued.max.messages.kbytes', 'queued.min.messages', 'session.timeout.ms', 'share.acknowledgement.mode',
+  'auto.commit.enable',
+  'auto.commit.interval.ms',
+  'auto.offset.reset',
+  'check.crcs',
+  'consume.callback.max.messages',
+  'coordinator.query.interval.ms',
+  'enable.auto.commit',
+  'enable.auto.offset.store',
+  'enable.partition.eof',
+  'fetch.error.backoff.ms',
+  'fetch.max.bytes',
+  'fetch.message.max.bytes',
+  'fetch.min.bytes',
+  'fetch.queue.backoff.ms',
+  'fetch.wait.max.ms',
+  'group.id',
+  'group.instance.id',
+  'group.protocol',
+  'group.protocol.type',
+  'group.remote.assignor',
+  'heartbeat.interval.ms',
+  'isolation.level',
+  'max.partition.fetch.bytes',
+  'max.poll.interval.ms',
+  'max.poll.records',
+  'offset.store.method',
+  'offset.store.path',
+  'offset.store.sync.interval.ms',
+  'partition.assignment.strategy',
+  'queued.max.messages.kbytes',
+  'queued.min.messages',
+  'session.timeout.ms',
+  'share.acknowledgement.mode',
 ]);
 const producerOnly = new Set([
-  'acks', 'batch.num.messages', 'batch.size', 'compression.codec', 'compression.level', 'compression.type',
-  'delivery.report.only.error', 'delivery.timeout.ms', 'enable.gapless.guarantee', 'enable.idempotence', 'linger.ms',
-  'message.send.max.retries', 'message.timeout.ms', 'partitioner', 'produce.offset.report',
-  'queue.buffering.backpressure.threshold', 'queue.buffering.max.kbytes', 'queue.buffering.max.messages',
-  'queue.buffering.max.ms', 'queuing.strategy', 'request.required.acks', 'request.timeout.ms', 'retries',
-  'sticky.partitioning.linger.ms', 'transaction.timeout.ms', 'transactional.id',
+  'acks',
+  'batch.num.messages',
+  'batch.size',
+  'compression.codec',
+  'compression.level',
+  'compression.type',
+  'delivery.report.only.error',
+  'delivery.timeout.ms',
+  'enable.gapless.guarantee',
+  'enable.idempotence',
+  'linger.ms',
+  'message.send.max.retries',
+  'message.timeout.ms',
+  'partitioner',
+  'produce.offset.report',
+  'queue.buffering.backpressure.threshold',
+  'queue.buffering.max.kbytes',
+  'queue.buffering.max.messages',
+  'queue.buffering.max.ms',
+  'queuing.strategy',
+  'request.required.acks',
+  'request.timeout.ms',
+  'retries',
+  'sticky.partitioning.linger.ms',
+  'transaction.timeout.ms',
+  'transactional.id',
 ]);
 /**
  * Topic-level properties that have no global twin. The librdkafka-style client takes them only in
@@ -153,9 +209,20 @@ const producerOnly = new Set([
  * default topic config, and a new group would start at the end of the topic, not the beginning.
  */
 const topicOnly = new Set([
-  'acks', 'auto.commit.enable', 'auto.offset.reset', 'compression.level', 'consume.callback.max.messages', 'delivery.timeout.ms',
-  'message.timeout.ms', 'offset.store.path', 'offset.store.sync.interval.ms', 'partitioner', 'produce.offset.report',
-  'queuing.strategy', 'request.required.acks', 'request.timeout.ms',
+  'acks',
+  'auto.commit.enable',
+  'auto.offset.reset',
+  'compression.level',
+  'consume.callback.max.messages',
+  'delivery.timeout.ms',
+  'message.timeout.ms',
+  'offset.store.path',
+  'offset.store.sync.interval.ms',
+  'partitioner',
+  'produce.offset.report',
+  'queuing.strategy',
+  'request.required.acks',
+  'request.timeout.ms',
 ]);
 export const kafkaPropertyScopes = { consumerOnly, producerOnly, topicOnly };
 
@@ -171,8 +238,9 @@ export function splitTopicConf(conf: KafkaConf): { global: KafkaConf; topic: Kaf
 
 /** The passthrough properties a client of this kind reads (an admin client reads neither kind's own). */
 export function propertiesFor(kind: 'consumer' | 'producer' | 'admin', props: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(props).filter(([p]) =>
-    !(kind !== 'consumer' && consumerOnly.has(p)) && !(kind !== 'producer' && producerOnly.has(p))));
+  return Object.fromEntries(
+    Object.entries(props).filter(([p]) => !(kind !== 'consumer' && consumerOnly.has(p)) && !(kind !== 'producer' && producerOnly.has(p))),
+  );
 }
 
 /** A KafkaJS-style client for producers and admin clients, given only the properties of its kind. */
@@ -196,7 +264,9 @@ export function kafkaClient(s: KafkaSettings, log: Logger, kind: 'producer' | 'a
 export function kafkaConfigProblem(err: unknown, source: Record<string, string>): string | undefined {
   const message = err instanceof Error ? err.message : String(err);
   if (!/configuration property|must be set|Invalid value|Unsupported value|not supported/i.test(message)) return undefined;
-  const named = Object.keys(source).filter((p) => message.includes(p)).map((p) => source[p]);
+  const named = Object.keys(source)
+    .filter((p) => message.includes(p))
+    .map((p) => source[p]);
   const vars = named.length ? named : Object.values(source);
   return `${vars.length ? vars.join(', ') : 'Kafka client settings'}: ${message}`;
 }
@@ -229,8 +299,14 @@ export async function anyBrokerReachable(brokers: string, timeoutMs = 3000): Pro
     const port = Number(entry.slice(at + 1));
     const error = await new Promise<string | undefined>((resolve) => {
       const socket = tcpConnect({ host, port, timeout: timeoutMs });
-      socket.once('connect', () => { socket.destroy(); resolve(undefined); });
-      socket.once('timeout', () => { socket.destroy(); resolve(`${entry}: no answer in ${timeoutMs} ms`); });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(undefined);
+      });
+      socket.once('timeout', () => {
+        socket.destroy();
+        resolve(`${entry}: no answer in ${timeoutMs} ms`);
+      });
       socket.once('error', (err) => resolve(`${entry}: ${err.message}`));
     });
     if (error === undefined) return { ok: true };
@@ -253,10 +329,12 @@ export interface Logger {
 
 /** One JSON object per line on stdout: {time, level, program, msg, ...fields}. */
 export function logger(program: string, min: Level = 'info', write = (line: string) => process.stdout.write(line)): Logger {
-  const emit = (level: Level) => (msg: string, fields: object = {}) => {
-    if (levels[level] < levels[min]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level, program, msg, ...fields }) + '\n');
-  };
+  const emit =
+    (level: Level) =>
+    (msg: string, fields: object = {}) => {
+      if (levels[level] < levels[min]) return;
+      write(JSON.stringify({ time: new Date().toISOString(), level, program, msg, ...fields }) + '\n');
+    };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
 
@@ -318,7 +396,12 @@ export async function serveHttp(port: number, registry: Registry, ready: () => b
     }
   });
   server.listen(port);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => { throw err; })]);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
   return server;
 }
 
@@ -393,19 +476,28 @@ export interface Runtime {
  * if the port cannot be had), and run `stop` once on SIGTERM or SIGINT within the deadline.
  */
 export async function startRuntime(o: {
-  log: Logger; port: number; registry: Registry; ready: () => boolean; deadlineMs: number; stop: (reason: string) => Promise<number>;
+  log: Logger;
+  port: number;
+  registry: Registry;
+  ready: () => boolean;
+  deadlineMs: number;
+  stop: (reason: string) => Promise<number>;
 }): Promise<Runtime> {
   const server = await serveHttp(o.port, o.registry, o.ready).catch((err: Error) => {
     o.log.error('cannot serve HTTP', { port: o.port, error: err.message });
     process.exit(1);
   });
-  const shutdown = onShutdown(async (reason) => {
-    try {
-      return await o.stop(reason);
-    } finally {
-      server.close();
-    }
-  }, o.deadlineMs, o.log);
+  const shutdown = onShutdown(
+    async (reason) => {
+      try {
+        return await o.stop(reason);
+      } finally {
+        server.close();
+      }
+    },
+    o.deadlineMs,
+    o.log,
+  );
   return { port: (server.address() as { port: number }).port, shutdown };
 }
 
@@ -417,8 +509,14 @@ export async function startRuntime(o: {
  * only rejects at connect time exits 2, naming it. Returns false when `stopping()` turned true first.
  */
 export async function connectWithRetry(o: {
-  program: string; brokers: string; source: Record<string, string>; log: Logger;
-  stopping: () => boolean; connect: () => Promise<void>; fields?: () => object; onConfigError?: () => void;
+  program: string;
+  brokers: string;
+  source: Record<string, string>;
+  log: Logger;
+  stopping: () => boolean;
+  connect: () => Promise<void>;
+  fields?: () => object;
+  onConfigError?: () => void;
 }): Promise<boolean> {
   for (let attempt = 1, delay = 1000; !o.stopping(); attempt++, delay = Math.min(delay * 2, 10_000)) {
     const probe = await anyBrokerReachable(o.brokers);

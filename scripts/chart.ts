@@ -56,33 +56,47 @@ export function withoutHashSuffixes(manifests: string): string {
   const rename = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(rename);
     if (v && typeof v === 'object') {
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'name' && typeof x === 'string' && renamed.has(x) ? renamed.get(x) : rename(x)]));
+      return Object.fromEntries(
+        Object.entries(v).map(([k, x]) => [k, k === 'name' && typeof x === 'string' && renamed.has(x) ? renamed.get(x) : rename(x)]),
+      );
     }
     return v;
   };
   return docs.map((d) => stringify(rename(d))).join('---\n');
 }
 
-type Manifest = { kind: string; metadata: { name: string; annotations?: Record<string, string> }; automountServiceAccountToken?: boolean; spec?: { template?: { spec?: { serviceAccountName?: string } } } };
+type Manifest = {
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  automountServiceAccountToken?: boolean;
+  spec?: { template?: { spec?: { serviceAccountName?: string } } };
+};
 
 const camel = (name: string) => name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /** Puts back one ServiceAccount per workload, as the manifests have them (see the header). */
 function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
   const accounts = objects.filter((o) => o.kind === 'ServiceAccount');
-  writeFileSync(join(chart, 'templates', 'serviceaccount.yaml'), accounts.map((a) => [
-    'apiVersion: v1',
-    'kind: ServiceAccount',
-    'metadata:',
-    `  name: ${a.metadata.name}`,
-    '  labels:',
-    '  {{- include "cpu-pipeline.labels" . | nindent 4 }}',
-    `  {{- with .Values.serviceAccounts.${camel(a.metadata.name)}.annotations }}`,
-    '  annotations:',
-    '    {{- toYaml . | nindent 4 }}',
-    '  {{- end }}',
-    `automountServiceAccountToken: ${a.automountServiceAccountToken ?? true}`,
-  ].join('\n')).join('\n---\n') + '\n');
+  writeFileSync(
+    join(chart, 'templates', 'serviceaccount.yaml'),
+    accounts
+      .map((a) =>
+        [
+          'apiVersion: v1',
+          'kind: ServiceAccount',
+          'metadata:',
+          `  name: ${a.metadata.name}`,
+          '  labels:',
+          '  {{- include "cpu-pipeline.labels" . | nindent 4 }}',
+          `  {{- with .Values.serviceAccounts.${camel(a.metadata.name)}.annotations }}`,
+          '  annotations:',
+          '    {{- toYaml . | nindent 4 }}',
+          '  {{- end }}',
+          `automountServiceAccountToken: ${a.automountServiceAccountToken ?? true}`,
+        ].join('\n'),
+      )
+      .join('\n---\n') + '\n',
+  );
   for (const file of readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml'))) {
     const path = join(chart, 'templates', file);
     const text = readFileSync(path, 'utf8');
@@ -111,9 +125,18 @@ function fixSelectors(chart: string): void {
     const path = join(chart, 'templates', file);
     const t = readFileSync(path, 'utf8');
     if (!/^kind: StatefulSet/m.test(t) || t.includes('selectorLabels')) continue;
-    writeFileSync(path, t
-      .replace(/(\n  selector:\n    matchLabels:\n(?:      [^\n]+\n)+)/, '$1    {{- include "cpu-pipeline.selectorLabels" . | nindent 6 }}\n')
-      .replace(/(\n  template:\n    metadata:\n      labels:\n(?:        [^\n]+\n)+)/, '$1      {{- include "cpu-pipeline.selectorLabels" . | nindent 8 }}\n'));
+    writeFileSync(
+      path,
+      t
+        .replace(
+          /(\n  selector:\n    matchLabels:\n(?:      [^\n]+\n)+)/,
+          '$1    {{- include "cpu-pipeline.selectorLabels" . | nindent 6 }}\n',
+        )
+        .replace(
+          /(\n  template:\n    metadata:\n      labels:\n(?:        [^\n]+\n)+)/,
+          '$1      {{- include "cpu-pipeline.selectorLabels" . | nindent 8 }}\n',
+        ),
+    );
   }
 }
 
@@ -123,7 +146,8 @@ function restoreHeadlessServices(chart: string, objects: Manifest[]): void {
     const path = join(chart, 'templates', file);
     const t = readFileSync(path, 'utf8');
     const name = /^kind: Service\nmetadata:\n  name: (\S+)/m.exec(t)?.[1];
-    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === name) as { spec?: { clusterIP?: string; publishNotReadyAddresses?: boolean } } | undefined;
+    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === name) as
+      { spec?: { clusterIP?: string; publishNotReadyAddresses?: boolean } } | undefined;
     if (!svc || svc.spec?.clusterIP !== 'None') continue;
     const extra = `  clusterIP: None\n${svc.spec.publishNotReadyAddresses ? '  publishNotReadyAddresses: true\n' : ''}`;
     writeFileSync(path, t.replace(/^spec:\n/m, `spec:\n${extra}`));
@@ -162,17 +186,22 @@ secretRefsAsValues(target);
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.
 const chartYaml = join(target, 'Chart.yaml');
-writeFileSync(chartYaml, readFileSync(chartYaml, 'utf8')
-  .replace(/^description: .*$/m, `description: ${pkg.description} (generated from ${overlay} by helmify; do not edit)`)
-  .replace(/^version: .*$/m, `version: ${pkg.version}`)
-  .replace(/^appVersion: .*$/m, `appVersion: "${pkg.version}"`));
+writeFileSync(
+  chartYaml,
+  readFileSync(chartYaml, 'utf8')
+    .replace(/^description: .*$/m, `description: ${pkg.description} (generated from ${overlay} by helmify; do not edit)`)
+    .replace(/^version: .*$/m, `version: ${pkg.version}`)
+    .replace(/^appVersion: .*$/m, `appVersion: "${pkg.version}"`),
+);
 if (existsSync(join(chartDir, 'README.md'))) cpSync(join(chartDir, 'README.md'), join(target, 'README.md'));
 
 if (check) {
   const diff = spawnSync('diff', ['-ru', chartDir, target], { encoding: 'utf8' });
   rmSync(out, { recursive: true, force: true });
   if (diff.status !== 0) {
-    process.stderr.write(`chart/ is not what \`npm run chart\` generates from ${overlay}; run it and commit:\n${diff.stdout}${diff.stderr}`);
+    process.stderr.write(
+      `chart/ is not what \`npm run chart\` generates from ${overlay}; run it and commit:\n${diff.stdout}${diff.stderr}`,
+    );
     process.exit(1);
   }
   console.log(`chart/ matches ${overlay}`);

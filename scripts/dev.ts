@@ -50,27 +50,52 @@ try {
   stoppers.push(() => s3.destroy());
 
   const credentials = { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local-secret' };
-  await new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'local', secretAccessKey: 'local-secret' } })
-    .send(new CreateBucketCommand({ Bucket: bucket }));
+  await new S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local-secret' },
+  }).send(new CreateBucketCommand({ Bucket: bucket }));
   const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: [kafka.bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
   await admin.connect();
   await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] });
   await admin.disconnect();
 
-  const common = { PATH: env.PATH, HOME: env.HOME, NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS, KAFKA_BROKERS: kafka.bootstrap, KAFKA_TOPIC: topic, LOG_LEVEL: 'info' };
+  const common = {
+    PATH: env.PATH,
+    HOME: env.HOME,
+    NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS,
+    KAFKA_BROKERS: kafka.bootstrap,
+    KAFKA_TOPIC: topic,
+    LOG_LEVEL: 'info',
+  };
   const run = (name: string, extra: Record<string, string | undefined>, onLog: (l: Record<string, unknown>) => void): ChildProcess => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, `${name}.ts`)], { cwd: root, env: { ...common, ...extra }, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, `${name}.ts`)], {
+      cwd: root,
+      env: { ...common, ...extra },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      detached: true,
+    });
     let partial = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (partial + chunk).split('\n');
       partial = lines.pop()!;
       for (const line of lines) {
         if (!line.trim()) continue;
-        try { onLog(JSON.parse(line)); } catch { process.stdout.write(`[${name}] ${line}\n`); }
+        try {
+          onLog(JSON.parse(line));
+        } catch {
+          process.stdout.write(`[${name}] ${line}\n`);
+        }
       }
     });
     const exited = once(child, 'exit');
-    child.on('exit', (code) => { if (!stopping) { say(`${name} exited (${code}); stopping everything`); void stopAll(1); } });
+    child.on('exit', (code) => {
+      if (!stopping) {
+        say(`${name} exited (${code}); stopping everything`);
+        void stopAll(1);
+      }
+    });
     stoppers.push(async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
@@ -78,17 +103,32 @@ try {
     return child;
   };
 
-  run('sampler', { SAMPLE_INTERVAL_SECONDS: env.SAMPLE_INTERVAL_SECONDS ?? '5', HTTP_PORT: env.SAMPLER_HTTP_PORT ?? '8080', NODE_NAME: env.NODE_NAME }, (l) => {
-    if (l.msg === 'reading') say(`reading ${l.window_end}: machine ${l.host_busy_percent}% busy, this process's cgroup ${l.container_cpu_percent ?? 'n/a'}%`);
-    else if (l.level === 'error' || l.level === 'warn') say(`sampler ${l.level}: ${l.msg}`);
-  });
-  run('sink', {
-    ...credentials, S3_ENDPOINT: s3.endpoint, S3_FORCE_PATH_STYLE: 'true', S3_REGION: 'us-east-1', S3_BUCKET: bucket, S3_PREFIX: 'cpu-levels',
-    FILE_MAX_AGE_SECONDS: env.FILE_MAX_AGE_SECONDS ?? '15', HTTP_PORT: env.SINK_HTTP_PORT ?? '8081',
-  }, (l) => {
-    if (l.msg === 'object written') say(`file written: s3://${bucket}/${l.key} (${l.records} readings)`);
-    else if (l.level === 'error' || l.level === 'warn') say(`sink ${l.level}: ${l.msg}`);
-  });
+  run(
+    'sampler',
+    { SAMPLE_INTERVAL_SECONDS: env.SAMPLE_INTERVAL_SECONDS ?? '5', HTTP_PORT: env.SAMPLER_HTTP_PORT ?? '8080', NODE_NAME: env.NODE_NAME },
+    (l) => {
+      if (l.msg === 'reading')
+        say(`reading ${l.window_end}: machine ${l.host_busy_percent}% busy, this process's cgroup ${l.container_cpu_percent ?? 'n/a'}%`);
+      else if (l.level === 'error' || l.level === 'warn') say(`sampler ${l.level}: ${l.msg}`);
+    },
+  );
+  run(
+    'sink',
+    {
+      ...credentials,
+      S3_ENDPOINT: s3.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      S3_REGION: 'us-east-1',
+      S3_BUCKET: bucket,
+      S3_PREFIX: 'cpu-levels',
+      FILE_MAX_AGE_SECONDS: env.FILE_MAX_AGE_SECONDS ?? '15',
+      HTTP_PORT: env.SINK_HTTP_PORT ?? '8081',
+    },
+    (l) => {
+      if (l.msg === 'object written') say(`file written: s3://${bucket}/${l.key} (${l.records} readings)`);
+      else if (l.level === 'error' || l.level === 'warn') say(`sink ${l.level}: ${l.msg}`);
+    },
+  );
 
   say(`pipeline running: sampler -> Kafka topic ${topic} at ${kafka.bootstrap} -> sink -> s3://${bucket}/cpu-levels/ at ${s3.endpoint}`);
   say(`look at the files: npm run --silent s3 -- --ls ${s3.endpoint} ${bucket}   (Ctrl-C here stops everything)`);

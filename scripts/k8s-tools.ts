@@ -35,7 +35,12 @@ export function tool(name: keyof typeof tools | string): string {
 }
 
 function go(args: string[], env: Record<string, string> = {}): string {
-  const r = spawnSync('go', args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 * 2 ** 20, stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync('go', args, {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 2 ** 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (r.error) throw new Error(`go is required to build the Kubernetes tools (${r.error.message})`);
   if (r.status !== 0) throw new Error(`go ${args.join(' ')} failed (exit ${r.status})`);
   return r.stdout;
@@ -64,10 +69,18 @@ export function writeSchemas(swagger: { definitions: Record<string, Node> }, out
   writeFileSync(join(out, '_definitions.json'), JSON.stringify({ definitions: defs }));
   let count = 0;
   for (const [name, def] of Object.entries(swagger.definitions)) {
-    for (const { group, version, kind } of (def['x-kubernetes-group-version-kind'] ?? []) as Array<{ group: string; version: string; kind: string }>) {
+    for (const { group, version, kind } of (def['x-kubernetes-group-version-kind'] ?? []) as Array<{
+      group: string;
+      version: string;
+      kind: string;
+    }>) {
       const schema = structuredClone(defs[name]) as Node & { properties: Node };
       schema.$schema = 'http://json-schema.org/draft-07/schema#';
-      schema.properties = { ...schema.properties, apiVersion: { type: 'string', enum: [group ? `${group}/${version}` : version] }, kind: { type: 'string', enum: [kind] } };
+      schema.properties = {
+        ...schema.properties,
+        apiVersion: { type: 'string', enum: [group ? `${group}/${version}` : version] },
+        kind: { type: 'string', enum: [kind] },
+      };
       const suffix = group ? `-${group.split('.')[0]}-${version}` : `-${version}`;
       writeFileSync(join(out, `${kind.toLowerCase()}${suffix}.json`), JSON.stringify(schema));
       count++;
@@ -88,7 +101,9 @@ export function fetchK8sTools(): void {
   if (!existsSync(join(schemaDir, '_definitions.json'))) {
     console.log(`Kubernetes ${kubernetesVersion} OpenAPI schemas`);
     const info = JSON.parse(go(['mod', 'download', '-json', `k8s.io/kubernetes@v${kubernetesVersion}`])) as { Zip: string };
-    const unzip = spawnSync('unzip', ['-p', info.Zip, `k8s.io/kubernetes@v${kubernetesVersion}/api/openapi-spec/swagger.json`], { maxBuffer: 256 * 2 ** 20 });
+    const unzip = spawnSync('unzip', ['-p', info.Zip, `k8s.io/kubernetes@v${kubernetesVersion}/api/openapi-spec/swagger.json`], {
+      maxBuffer: 256 * 2 ** 20,
+    });
     if (unzip.status !== 0) throw new Error(`unzip of swagger.json failed: ${unzip.stderr}`);
     console.log(`${writeSchemas(JSON.parse(unzip.stdout.toString('utf8')), schemaDir)} kinds in ${schemaDir}`);
   }

@@ -39,8 +39,10 @@ const fetched = join(libs, '.complete');
 function requireCommand(cmd: string, args: string[], why: string): void {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
   if (r.error || r.status !== 0) {
-    throw new Error(`${cmd} is required ${why} but \`${cmd} ${args.join(' ')}\` failed` +
-      ` (${r.error?.message ?? `exit ${r.status}`}); install it (Debian: apt-get install ${cmd === 'java' ? 'openjdk-17-jre-headless' : 'maven'})`);
+    throw new Error(
+      `${cmd} is required ${why} but \`${cmd} ${args.join(' ')}\` failed` +
+        ` (${r.error?.message ?? `exit ${r.status}`}); install it (Debian: apt-get install ${cmd === 'java' ? 'openjdk-17-jre-headless' : 'maven'})`,
+    );
   }
 }
 
@@ -49,8 +51,11 @@ export function fetchKafka(): string {
   if (existsSync(fetched)) return libs;
   requireCommand('mvn', ['-v'], 'to download Kafka from Maven Central');
   rmSync(libs, { recursive: true, force: true });
-  const r = spawnSync('mvn', ['-B', '-q', '-f', pom, 'dependency:copy-dependencies',
-    `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const r = spawnSync(
+    'mvn',
+    ['-B', '-q', '-f', pom, 'dependency:copy-dependencies', `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   if (r.status !== 0) throw new Error(`downloading Kafka ${kafkaVersion} with Maven failed (exit ${r.status})`);
   writeFileSync(fetched, `${new Date().toISOString()}\n`);
   return libs;
@@ -104,8 +109,8 @@ const clusterId = 'cpu-pipeline-local-01'.padEnd(22, '0').slice(0, 22); // 22 ch
 export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> {
   requireCommand('java', ['-version'], 'to run the local Kafka broker (Java 17 or later)');
   const cp = join(fetchKafka(), '*');
-  const port = opts.port ?? await freePort();
-  const controllerPort = opts.controllerPort ?? await freePort();
+  const port = opts.port ?? (await freePort());
+  const controllerPort = opts.controllerPort ?? (await freePort());
   const ownDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cpu-pipeline-kafka-'));
   mkdirSync(dataDir, { recursive: true });
@@ -113,7 +118,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     'process.roles': 'broker,controller',
     'node.id': '1',
     'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
-    'listeners': `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
     'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': 'PLAINTEXT',
@@ -129,15 +134,26 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     ...opts.properties,
   };
   const config = join(dataDir, 'server.properties');
-  writeFileSync(config, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
-  const jvm = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-Djava.awt.headless=true',
-    `-Dlog4j2.configurationFile=${join(here, 'kafka', 'log4j2.properties')}`, `-Dkafka.logs.dir=${dataDir}`,
-    '-cp', cp];
+  writeFileSync(
+    config,
+    Object.entries(props)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n',
+  );
+  const jvm = [
+    '-Xms128m',
+    '-Xmx512m',
+    '-XX:+UseSerialGC',
+    '-Djava.awt.headless=true',
+    `-Dlog4j2.configurationFile=${join(here, 'kafka', 'log4j2.properties')}`,
+    `-Dkafka.logs.dir=${dataDir}`,
+    '-cp',
+    cp,
+  ];
   const serverLog = join(dataDir, 'server.log');
 
   if (!existsSync(join(dataDir, 'data', 'meta.properties'))) {
-    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config],
-      { encoding: 'utf8' });
+    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`formatting Kafka storage failed: ${r.stderr || r.stdout}`);
   }
 
@@ -148,11 +164,17 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   async function start(): Promise<void> {
     if (child) return;
     const startedAt = existsSync(serverLog) ? readFileSync(serverLog).length : 0;
-    const proc = spawn('java', [...jvm, 'kafka.Kafka', config], { stdio: ['ignore', 'ignore', 'inherit'], detached: opts.detached ?? false });
+    const proc = spawn('java', [...jvm, 'kafka.Kafka', config], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      detached: opts.detached ?? false,
+    });
     child = proc;
     exited = once(proc, 'exit');
     let died = false;
-    exited.then(() => { died = true; if (child === proc) child = undefined; });
+    exited.then(() => {
+      died = true;
+      if (child === proc) child = undefined;
+    });
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (died) throw new Error(`Kafka exited during start; see ${serverLog}`);

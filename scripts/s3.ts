@@ -35,10 +35,17 @@ export function fetchS3Server(): string {
   if (existsSync(fetched)) return server;
   const run = (cmd: string, args: string[], what: string) => {
     const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (r.error || r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`}); needs Python 3 with venv (Debian: apt-get install python3-venv)`);
+    if (r.error || r.status !== 0)
+      throw new Error(
+        `${what} failed (${r.error?.message ?? `exit ${r.status}`}); needs Python 3 with venv (Debian: apt-get install python3-venv)`,
+      );
   };
   run('python3', ['-m', 'venv', venv], 'creating a Python venv in .cache/moto');
-  run(join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `moto[server]==${motoVersion}`], `installing moto[server]==${motoVersion} from PyPI`);
+  run(
+    join(venv, 'bin', 'pip'),
+    ['install', '--quiet', '--disable-pip-version-check', `moto[server]==${motoVersion}`],
+    `installing moto[server]==${motoVersion} from PyPI`,
+  );
   writeFileSync(fetched, `${new Date().toISOString()}\n`);
   return server;
 }
@@ -58,14 +65,16 @@ export interface S3Server {
 export async function startS3(opts: { port?: number; detached?: boolean } = {}): Promise<S3Server> {
   const bin = fetchS3Server();
   const backendPort = await freePort();
-  const port = opts.port ?? await freePort();
+  const port = opts.port ?? (await freePort());
   const backend: ChildProcess = spawn(bin, ['-H', '127.0.0.1', '-p', String(backendPort)], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, MOTO_ALLOW_NONEXISTENT_REGION: 'true' },
     detached: opts.detached ?? false, // see KafkaOptions.detached
   });
   let stderr = '';
-  backend.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000); });
+  backend.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
   const backendExit = once(backend, 'exit');
 
   // The relay: every client connection is piped to the backend, unless S3 is "down".
@@ -78,7 +87,10 @@ export async function startS3(opts: { port?: number; detached?: boolean } = {}):
     if (mode === 'hang') return; // accepted, never answered
     const upstream = connect(backendPort, '127.0.0.1');
     sockets.add(upstream);
-    upstream.on('close', () => { sockets.delete(upstream); client.destroy(); });
+    upstream.on('close', () => {
+      sockets.delete(upstream);
+      client.destroy();
+    });
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
     client.pipe(upstream).pipe(client);
@@ -87,7 +99,10 @@ export async function startS3(opts: { port?: number; detached?: boolean } = {}):
     relay.listen(port, '127.0.0.1');
     await once(relay, 'listening');
   };
-  const dropConnections = () => { for (const s of sockets) s.destroy(); sockets.clear(); };
+  const dropConnections = () => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
   await listen();
 
   const endpoint = `http://127.0.0.1:${port}`;
@@ -96,7 +111,9 @@ export async function startS3(opts: { port?: number; detached?: boolean } = {}):
     if (backend.exitCode !== null) throw new Error(`moto_server exited (${backend.exitCode}): ${stderr}`);
     try {
       if ((await fetch(`${endpoint}/`)).ok) break;
-    } catch { /* not yet */ }
+    } catch {
+      /* not yet */
+    }
     if (Date.now() > deadline) {
       backend.kill('SIGKILL');
       relay.close();
@@ -137,7 +154,12 @@ export async function startS3(opts: { port?: number; detached?: boolean } = {}):
 async function list(endpoint: string, bucket: string): Promise<void> {
   const { S3Client, ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
   const { gunzipSync } = await import('node:zlib');
-  const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'local', secretAccessKey: 'local-secret' } });
+  const s3 = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local-secret' },
+  });
   const objects: Array<{ Key?: string; Size?: number; LastModified?: Date }> = [];
   let token: string | undefined;
   do {
@@ -162,8 +184,13 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     await list(endpoint, bucket);
   } else {
     const s3 = await startS3({ port: Number(process.env.S3_PORT ?? 9000) });
-    console.log(`S3-compatible server (moto ${motoVersion}) at ${s3.endpoint}; any access key works; Ctrl-C stops it (objects are kept in memory only).`);
-    const stop = async () => { await s3.destroy(); process.exit(0); };
+    console.log(
+      `S3-compatible server (moto ${motoVersion}) at ${s3.endpoint}; any access key works; Ctrl-C stops it (objects are kept in memory only).`,
+    );
+    const stop = async () => {
+      await s3.destroy();
+      process.exit(0);
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   }

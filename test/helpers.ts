@@ -30,7 +30,11 @@ export function sharedKafka(): string {
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomUUID()}`;
 
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -40,7 +44,11 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
   }
 }
 
-export interface LogLine { msg: string; level: string; [field: string]: unknown }
+export interface LogLine {
+  msg: string;
+  level: string;
+  [field: string]: unknown;
+}
 
 export interface Program {
   proc: ChildProcess;
@@ -71,7 +79,9 @@ export function runCommand(t: TestContext, argv: string[], env: Record<string, s
     partial = lines.pop()!;
     for (const line of lines) if (line.trim()) logs.push(JSON.parse(line) as LogLine);
   });
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => { err += chunk; });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    err += chunk;
+  });
   // 'close' comes after the output streams ended, so the logs are complete when it resolves.
   const exited = once(proc, 'close').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   t.after(async () => {
@@ -85,15 +95,24 @@ export function runCommand(t: TestContext, argv: string[], env: Record<string, s
     logs,
     stderr: () => err,
     exited,
-    waitForLog: (what, match, timeoutMs = 30_000) => waitFor(what, () => {
-      const found = logs.find(match);
-      if (found) return found;
-      if (proc.exitCode !== null || proc.signalCode !== null) {
-        // Its last lines may still be in the pipe: look once more when the output has closed.
-        return exited.then(() => logs.find(match) ?? Promise.reject(new Error(`${file} exited (${proc.exitCode ?? proc.signalCode}) while waiting for ${what}; stderr: ${err}`)));
-      }
-      return undefined;
-    }, timeoutMs),
+    waitForLog: (what, match, timeoutMs = 30_000) =>
+      waitFor(
+        what,
+        () => {
+          const found = logs.find(match);
+          if (found) return found;
+          if (proc.exitCode !== null || proc.signalCode !== null) {
+            // Its last lines may still be in the pipe: look once more when the output has closed.
+            return exited.then(
+              () =>
+                logs.find(match) ??
+                Promise.reject(new Error(`${file} exited (${proc.exitCode ?? proc.signalCode}) while waiting for ${what}; stderr: ${err}`)),
+            );
+          }
+          return undefined;
+        },
+        timeoutMs,
+      ),
     count: (msg) => logs.filter((l) => l.msg === msg).length,
   };
 }
@@ -118,26 +137,38 @@ export function configErrorTests(program: 'sampler' | 'sink', cases: Array<[env:
   }
 }
 
-export interface TopicMessage { key: string | null; value: string; partition: number; offset: number; headers: Record<string, string> }
+export interface TopicMessage {
+  key: string | null;
+  value: string;
+  partition: number;
+  offset: number;
+  headers: Record<string, string>;
+}
 
 /** Everything in a topic right now, read by kcat (an independent client), in partition/offset order. */
 export async function readTopic(bootstrap: string, topic: string): Promise<TopicMessage[]> {
   let stdout: string;
   try {
-    ({ stdout } = await promisify(execFile)('kcat', ['-b', bootstrap, '-C', '-t', topic, '-e', '-J', '-q', '-o', 'beginning'],
-      { maxBuffer: 256 * 1024 * 1024, timeout: 30_000 }));
+    ({ stdout } = await promisify(execFile)('kcat', ['-b', bootstrap, '-C', '-t', topic, '-e', '-J', '-q', '-o', 'beginning'], {
+      maxBuffer: 256 * 1024 * 1024,
+      timeout: 30_000,
+    }));
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') throw new Error('kcat is required by the tests (Debian: apt-get install kcat)');
     if (/Unknown topic|UNKNOWN_TOPIC/i.test(e.stderr ?? '')) return [];
     throw err;
   }
-  return stdout.split('\n').filter(Boolean).map((line) => {
-    const m = JSON.parse(line) as { key: string | null; payload: string; partition: number; offset: number; headers?: string[] };
-    const headers: Record<string, string> = {};
-    for (let i = 0; m.headers && i < m.headers.length; i += 2) headers[m.headers[i]] = m.headers[i + 1];
-    return { key: m.key, value: m.payload, partition: m.partition, offset: m.offset, headers };
-  }).sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const m = JSON.parse(line) as { key: string | null; payload: string; partition: number; offset: number; headers?: string[] };
+      const headers: Record<string, string> = {};
+      for (let i = 0; m.headers && i < m.headers.length; i += 2) headers[m.headers[i]] = m.headers[i + 1];
+      return { key: m.key, value: m.payload, partition: m.partition, offset: m.offset, headers };
+    })
+    .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }
 
 /** GET a path of a program's HTTP server. */
@@ -155,7 +186,6 @@ export const validateReading = ajv.compile(JSON.parse(readFileSync(join(root, 's
 
 // ---------------------------------------------------------------- Kafka and S3 for the sink tests
 
-
 /** Creates a topic with n partitions (replication 1) and waits until it exists. */
 export async function createTopic(bootstrap: string, topic: string, partitions = 1): Promise<void> {
   const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
@@ -169,8 +199,10 @@ export async function createTopic(bootstrap: string, topic: string, partitions =
 
 /** A producer for tests (idempotent, acks=all); disconnected after the test. */
 export async function testProducer(t: TestContext, bootstrap: string) {
-  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } })
-    .producer({ kafkaJS: { idempotent: true, acks: -1 }, 'linger.ms': 0 });
+  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).producer({
+    kafkaJS: { idempotent: true, acks: -1 },
+    'linger.ms': 0,
+  });
   await producer.connect();
   t.after(() => producer.disconnect());
   return {
@@ -204,21 +236,41 @@ export function reading(minute: number, tag: string, base = Date.UTC(2026, 10, 2
 export function backlogReading(i: number, nodes = 1000): string {
   const start = Date.UTC(2026, 10, 27) + Math.floor(i / nodes) * 60_000;
   return JSON.stringify({
-    schema_version: 1, window_start: new Date(start).toISOString(), window_end: new Date(start + 60_000).toISOString(), window_seconds: 60.001,
-    node: `ip-10-0-${Math.floor((i % nodes) / 250)}-${i % 250}.eu-west-1.compute.internal`, pod: `r${i}`, namespace: 'cpu-pipeline',
-    host: { cores: 4, busy_percent: (i % 97) + 0.5, user_percent: 1.1, system_percent: 2.2, iowait_percent: 0.1, steal_percent: 0, idle_percent: 50 },
+    schema_version: 1,
+    window_start: new Date(start).toISOString(),
+    window_end: new Date(start + 60_000).toISOString(),
+    window_seconds: 60.001,
+    node: `ip-10-0-${Math.floor((i % nodes) / 250)}-${i % 250}.eu-west-1.compute.internal`,
+    pod: `r${i}`,
+    namespace: 'cpu-pipeline',
+    host: {
+      cores: 4,
+      busy_percent: (i % 97) + 0.5,
+      user_percent: 1.1,
+      system_percent: 2.2,
+      iowait_percent: 0.1,
+      steal_percent: 0,
+      idle_percent: 50,
+    },
     container: { cgroup_version: 2, cpu_percent: (i % 89) + 0.25, cores_used: 0.0125, limit_cores: 0.5, relative_to: 'limit' },
   });
 }
 
 /** Puts backlogReading(0 .. n-1) into a topic, keyed by node, as fast as the broker takes them. */
 export async function produceBacklog(bootstrap: string, topic: string, n: number, nodes = 1000): Promise<void> {
-  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } })
-    .producer({ kafkaJS: { idempotent: true, acks: -1 }, 'linger.ms': 20, 'batch.size': 1_000_000, 'queue.buffering.max.messages': 1_000_000 });
+  const producer = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).producer({
+    kafkaJS: { idempotent: true, acks: -1 },
+    'linger.ms': 20,
+    'batch.size': 1_000_000,
+    'queue.buffering.max.messages': 1_000_000,
+  });
   await producer.connect();
   try {
     for (let i = 0; i < n; i += 5000) {
-      const messages = Array.from({ length: Math.min(5000, n - i) }, (_, j) => ({ key: `node-${(i + j) % nodes}`, value: backlogReading(i + j, nodes) }));
+      const messages = Array.from({ length: Math.min(5000, n - i) }, (_, j) => ({
+        key: `node-${(i + j) % nodes}`,
+        value: backlogReading(i + j, nodes),
+      }));
       await producer.send({ topic, messages });
     }
   } finally {
@@ -228,7 +280,10 @@ export async function produceBacklog(bootstrap: string, topic: string, n: number
 
 export function testS3Client(endpoint: string): S3Client {
   return new S3Client({
-    endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1,
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    maxAttempts: 1,
     credentials: { accessKeyId: 'test', secretAccessKey: 'test-secret' },
   });
 }
@@ -237,7 +292,12 @@ export async function createBucket(endpoint: string, bucket: string): Promise<vo
   await testS3Client(endpoint).send(new CreateBucketCommand({ Bucket: bucket }));
 }
 
-export interface StoredObject { key: string; metadata: Record<string, string>; lines: string[]; contentEncoding?: string }
+export interface StoredObject {
+  key: string;
+  metadata: Record<string, string>;
+  lines: string[];
+  contentEncoding?: string;
+}
 
 /** Every object under a prefix, read back and un-gzipped, in key order. */
 export async function readObjects(endpoint: string, bucket: string, prefix = ''): Promise<StoredObject[]> {
@@ -255,7 +315,12 @@ export async function readObjects(endpoint: string, bucket: string, prefix = '')
     let body = Buffer.from(await res.Body!.transformToByteArray());
     if (key.endsWith('.gz')) body = gunzipSync(body);
     const text = body.toString('utf8');
-    out.push({ key, metadata: res.Metadata ?? {}, lines: text === '' ? [] : text.replace(/\n$/, '').split('\n'), contentEncoding: res.ContentEncoding });
+    out.push({
+      key,
+      metadata: res.Metadata ?? {},
+      lines: text === '' ? [] : text.replace(/\n$/, '').split('\n'),
+      contentEncoding: res.ContentEncoding,
+    });
   }
   return out;
 }
@@ -264,7 +329,10 @@ export async function readObjects(endpoint: string, bucket: string, prefix = '')
  * The exactly-once check: every expected line is in exactly one object, nothing else is there,
  * and per partition the objects' offset ranges (from their metadata) never overlap.
  */
-export function exactlyOnce(objects: StoredObject[], expected: string[]): { missing: number; duplicated: number; unexpected: number; overlaps: string[]; found: number } {
+export function exactlyOnce(
+  objects: StoredObject[],
+  expected: string[],
+): { missing: number; duplicated: number; unexpected: number; overlaps: string[]; found: number } {
   const seen = new Map<string, number>();
   for (const o of objects) for (const l of o.lines) seen.set(l, (seen.get(l) ?? 0) + 1);
   const want = new Set(expected);
@@ -282,7 +350,8 @@ export function exactlyOnce(objects: StoredObject[], expected: string[]): { miss
   for (const list of byPartition.values()) {
     list.sort((a, b) => Number(a.metadata['start-offset']) - Number(b.metadata['start-offset']));
     for (let i = 1; i < list.length; i++) {
-      if (Number(list[i].metadata['start-offset']) <= Number(list[i - 1].metadata['end-offset'])) overlaps.push(`${list[i - 1].key} / ${list[i].key}`);
+      if (Number(list[i].metadata['start-offset']) <= Number(list[i - 1].metadata['end-offset']))
+        overlaps.push(`${list[i - 1].key} / ${list[i].key}`);
     }
   }
   return { missing, duplicated, unexpected, overlaps, found: [...seen.values()].reduce((a, b) => a + b, 0) };
@@ -306,18 +375,33 @@ export async function sinkScenario(t: TestContext, opts: { partitions?: number; 
   const s3 = await s3ForTest(t);
   const topic = uniqueName('readings');
   await createTopic(bootstrap, topic, opts.partitions ?? 1);
-  const env = { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: uniqueName('group'), S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket };
+  const env = {
+    KAFKA_BROKERS: bootstrap,
+    KAFKA_TOPIC: topic,
+    KAFKA_GROUP_ID: uniqueName('group'),
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: s3.bucket,
+  };
   const objects = () => readObjects(s3.endpoint, s3.bucket);
   return {
-    bootstrap, s3, topic, env, objects,
+    bootstrap,
+    s3,
+    topic,
+    env,
+    objects,
     /** sink.ts on this topic and bucket; `extra` adds or overrides settings. */
     sink: (extra: Record<string, string> = {}) => sink(t, { ...env, ...extra }),
     producer: () => testProducer(t, bootstrap),
     /** The objects once they hold at least n records in all. */
-    objectsWith: (n: number, timeoutMs = 30_000) => waitFor(`${n} records in S3`, async () => {
-      const o = await objects();
-      return o.reduce((sum, x) => sum + x.lines.length, 0) >= n && o;
-    }, timeoutMs),
+    objectsWith: (n: number, timeoutMs = 30_000) =>
+      waitFor(
+        `${n} records in S3`,
+        async () => {
+          const o = await objects();
+          return o.reduce((sum, x) => sum + x.lines.length, 0) >= n && o;
+        },
+        timeoutMs,
+      ),
   };
 }
 
@@ -339,7 +423,9 @@ export function sink(t: TestContext, env: Record<string, string>): Program {
 /** A program's container as k8s/base deploys it: its args (node, V8 flags, bundle) and memory limit. */
 export function deployedContainer(program: 'sampler' | 'sink'): { args: string[]; limitBytes: number } {
   const yaml = execFileSync('kubectl', ['kustomize', 'k8s/base'], { cwd: root, encoding: 'utf8' });
-  const workload = parseAllDocuments(yaml).map((d) => d.toJS()).find((o) => /^(Deployment|DaemonSet)$/.test(o.kind) && o.metadata.name === `cpu-${program}`);
+  const workload = parseAllDocuments(yaml)
+    .map((d) => d.toJS())
+    .find((o) => /^(Deployment|DaemonSet)$/.test(o.kind) && o.metadata.name === `cpu-${program}`);
   const container = workload.spec.template.spec.containers[0];
   const m = /^(\d+)(Mi|Gi)$/.exec(String(container.resources.limits.memory));
   if (!m) throw new Error(`cannot read the ${program}'s memory limit ${container.resources.limits.memory}`);
@@ -364,12 +450,19 @@ export interface MemoryCgroup {
 export function memoryCgroup(t: TestContext, limitBytes: number): MemoryCgroup {
   if (process.getuid?.() !== 0) throw new Error('a memory cgroup needs root');
   const name = uniqueName('cpu-pipeline-mem');
-  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers') && readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').includes('memory');
+  const v2 =
+    existsSync('/sys/fs/cgroup/cgroup.controllers') && readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').includes('memory');
   const dir = v2 ? join('/sys/fs/cgroup', name) : join('/sys/fs/cgroup/memory', name);
   const read = (f: string) => readFileSync(join(dir, f), 'utf8');
   if (v2) writeFileSync('/sys/fs/cgroup/cgroup.subtree_control', '+memory');
   mkdirSync(dir);
-  t.after(() => { try { rmdirSync(dir); } catch { /* still busy: the kernel removes it when empty */ } });
+  t.after(() => {
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* still busy: the kernel removes it when empty */
+    }
+  });
   if (v2) {
     writeFileSync(join(dir, 'memory.max'), String(limitBytes));
     writeFileSync(join(dir, 'memory.swap.max'), '0');
@@ -380,7 +473,15 @@ export function memoryCgroup(t: TestContext, limitBytes: number): MemoryCgroup {
   return {
     kind: v2 ? 'v2' : 'v1',
     wrap: (argv) => ['sh', '-c', `echo $$ > ${join(dir, 'cgroup.procs')} && exec "$@"`, 'sh', ...argv],
-    peakBytes: () => Number((v2 ? (existsSync(join(dir, 'memory.peak')) ? read('memory.peak') : read('memory.current')) : read('memory.max_usage_in_bytes')).trim()),
+    peakBytes: () =>
+      Number(
+        (v2
+          ? existsSync(join(dir, 'memory.peak'))
+            ? read('memory.peak')
+            : read('memory.current')
+          : read('memory.max_usage_in_bytes')
+        ).trim(),
+      ),
     oomKills: () => Number(/^oom_kill (\d+)/m.exec(read(v2 ? 'memory.events' : 'memory.oom_control'))?.[1] ?? NaN),
   };
 }

@@ -10,25 +10,50 @@ import { connect } from 'node:net';
 import { freePort } from '../../scripts/kafka.ts';
 import { readObjects, root, waitFor } from '../helpers.ts';
 
-const refused = (port: number) => new Promise<boolean>((resolve) => {
-  const socket = connect(port, '127.0.0.1');
-  socket.once('connect', () => { socket.destroy(); resolve(false); });
-  socket.once('error', () => resolve(true));
-});
+const refused = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
 
 test('npm start shows readings in S3 within a minute, and Ctrl-C stops every process it started', async (t) => {
-  const ports = { KAFKA_PORT: await freePort(), KAFKA_CONTROLLER_PORT: await freePort(), S3_PORT: await freePort(), SAMPLER_HTTP_PORT: await freePort(), SINK_HTTP_PORT: await freePort() };
+  const ports = {
+    KAFKA_PORT: await freePort(),
+    KAFKA_CONTROLLER_PORT: await freePort(),
+    S3_PORT: await freePort(),
+    SAMPLER_HTTP_PORT: await freePort(),
+    SINK_HTTP_PORT: await freePort(),
+  };
   const proc = spawn('npm', ['start'], {
     cwd: root,
-    env: { ...process.env, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), SAMPLE_INTERVAL_SECONDS: '2', FILE_MAX_AGE_SECONDS: '4' },
+    env: {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      SAMPLE_INTERVAL_SECONDS: '2',
+      FILE_MAX_AGE_SECONDS: '4',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, like a terminal's foreground job
   });
   let out = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
   const exited = once(proc, 'exit');
-  t.after(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* already gone */ } });
+  t.after(() => {
+    try {
+      process.kill(-proc.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  });
 
   const started = Date.now();
   await waitFor('a file written', () => out.includes('[dev] file written: s3://'), 120_000);

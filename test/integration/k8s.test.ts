@@ -33,15 +33,22 @@ const renderChart = () => {
 const rendered = () => [...overlays.map((o) => [`overlay ${o}`, renderOverlay(o)]), ['chart', renderChart()]];
 
 function kubeconform(manifests: string) {
-  const location = join(schemaRoot, '{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json');
-  return run(tool('kubeconform'), ['-strict', '-summary', '-kubernetes-version', kubernetesVersion, '-schema-location', location, '-'], manifests);
+  const location = join(
+    schemaRoot,
+    '{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json',
+  );
+  return run(
+    tool('kubeconform'),
+    ['-strict', '-summary', '-kubernetes-version', kubernetesVersion, '-schema-location', location, '-'],
+    manifests,
+  );
 }
 
 // kube-score checks switched off for everything, and why. Object-specific exceptions are
 // annotations (kube-score/ignore) on the objects themselves, with the reason beside them.
 const kubeScoreIgnored: Record<string, string> = {
   'pod-networkpolicy': 'NetworkPolicies come with the monitoring and auth components, which define who talks to whom',
-  'container-security-context-user-group-id': 'uid/gid 1000 are the images\' own non-root users (node, appuser); runAsNonRoot is enforced',
+  'container-security-context-user-group-id': "uid/gid 1000 are the images' own non-root users (node, appuser); runAsNonRoot is enforced",
   'container-image-pull-policy': 'tags are pinned; IfNotPresent is what images loaded into kind/minikube need',
 };
 
@@ -82,30 +89,59 @@ test('kube-score passes on every overlay and the chart, with each exception writ
   }
 });
 
-test('in the chart, every Service selects the pods of exactly one workload, and the apps\' broker is a Service of the chart', () => {
-  const objs = parseAllDocuments(renderChart()).map((d) => d.toJS()).filter(Boolean);
+test("in the chart, every Service selects the pods of exactly one workload, and the apps' broker is a Service of the chart", () => {
+  const objs = parseAllDocuments(renderChart())
+    .map((d) => d.toJS())
+    .filter(Boolean);
   const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
-  const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+  const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
+    Object.entries(selector).every(([k, v]) => labels[k] === v);
   for (const svc of objs.filter((o) => o.kind === 'Service')) {
     const selected = workloads.filter((w) => matches(svc.spec.selector, w.spec.template.metadata.labels)).map((w) => w.metadata.name);
     assert.equal(selected.length, 1, `Service ${svc.metadata.name} selects ${selected.join(', ') || 'nothing'}`);
   }
-  for (const w of workloads) assert.ok(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${w.metadata.name} selects its own pods`);
+  for (const w of workloads)
+    assert.ok(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${w.metadata.name} selects its own pods`);
   const services = new Set(objs.filter((o) => o.kind === 'Service').map((s) => `${s.metadata.name}:${s.spec.ports[0].port}`));
   for (const cm of objs.filter((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS)) {
-    assert.ok(services.has(cm.data.KAFKA_BROKERS), `ConfigMap ${cm.metadata.name}: KAFKA_BROKERS=${cm.data.KAFKA_BROKERS} is a Service of the chart`);
+    assert.ok(
+      services.has(cm.data.KAFKA_BROKERS),
+      `ConfigMap ${cm.metadata.name}: KAFKA_BROKERS=${cm.data.KAFKA_BROKERS} is a Service of the chart`,
+    );
   }
   const sink = objs.find((o) => o.kind === 'ServiceAccount' && o.metadata.name === 'cpu-sink');
-  assert.match(sink.metadata.annotations['eks.amazonaws.com/role-arn'], /^arn:aws:iam::/, 'the IRSA annotation survives on the sink\'s own account');
+  assert.match(
+    sink.metadata.annotations['eks.amazonaws.com/role-arn'],
+    /^arn:aws:iam::/,
+    "the IRSA annotation survives on the sink's own account",
+  );
   const sampler = workloads.find((w) => w.metadata.name === 'cpu-sampler');
-  assert.equal(sampler.spec.template.spec.serviceAccountName, 'cpu-sampler', 'the sampler does not get the sink\'s IAM role');
+  assert.equal(sampler.spec.template.spec.serviceAccountName, 'cpu-sampler', "the sampler does not get the sink's IAM role");
 });
 
 test('in the chart, the aws-secret name and its key names are values', () => {
-  const r = run(tool('helm'), ['template', 'cpu-pipeline', 'chart', '--kube-version', kubernetesVersion,
-    '--set', 'secrets.awsSecret.name=my-aws', '--set', 'secrets.awsSecret.keys.awsAccessKeyId=AccessKeyId', '--set', 'secrets.awsSecret.keys.awsSecretAccessKey=SecretAccessKey']);
+  const r = run(tool('helm'), [
+    'template',
+    'cpu-pipeline',
+    'chart',
+    '--kube-version',
+    kubernetesVersion,
+    '--set',
+    'secrets.awsSecret.name=my-aws',
+    '--set',
+    'secrets.awsSecret.keys.awsAccessKeyId=AccessKeyId',
+    '--set',
+    'secrets.awsSecret.keys.awsSecretAccessKey=SecretAccessKey',
+  ]);
   assert.equal(r.code, 0, r.err);
-  const sink = parseAllDocuments(r.out).map((d) => d.toJS()).find((o) => o?.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
-  const refs = sink.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
-  assert.deepEqual(refs, [['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'], ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey']]);
+  const sink = parseAllDocuments(r.out)
+    .map((d) => d.toJS())
+    .find((o) => o?.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
+  const refs = sink.spec.template.spec.containers[0].env
+    .filter((e: any) => e.valueFrom?.secretKeyRef)
+    .map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
+  assert.deepEqual(refs, [
+    ['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'],
+    ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey'],
+  ]);
 });

@@ -15,7 +15,12 @@ import { loadConfig as samplerConfig } from '../../sampler.ts';
 import { loadConfig as sinkConfig } from '../../sink.ts';
 import { httpGet, root, runCommand, s3ForTest, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
 
-type Obj = { kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
+type Obj = {
+  kind: string;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  spec?: any;
+  data?: Record<string, string>;
+};
 
 const overlays = readdirSync(join(root, 'k8s', 'overlays'));
 
@@ -45,7 +50,8 @@ function containerEnv(objs: Obj[], container: any): Record<string, string> {
     if (from.secretRef) for (const k of Object.keys(find(objs, 'Secret', from.secretRef.name).data ?? {})) env[k] = `secret-${k}`;
   }
   for (const e of container.env ?? []) {
-    env[e.name] = e.value ?? (e.valueFrom?.fieldRef ? `downward-${e.valueFrom.fieldRef.fieldPath}` : `from-${Object.keys(e.valueFrom ?? {})[0]}`);
+    env[e.name] =
+      e.value ?? (e.valueFrom?.fieldRef ? `downward-${e.valueFrom.fieldRef.fieldPath}` : `from-${Object.keys(e.valueFrom ?? {})[0]}`);
   }
   return env;
 }
@@ -53,18 +59,32 @@ function containerEnv(objs: Obj[], container: any): Record<string, string> {
 /** Runs loadConfig on an env and returns the names it looked at. */
 function namesRead(load: (env: Record<string, string | undefined>) => unknown, env: Record<string, string>): Set<string> {
   const read = new Set<string>();
-  const proxy = new Proxy(env, { get: (o, k) => { if (typeof k === 'string') read.add(k); return o[k as string]; } });
+  const proxy = new Proxy(env, {
+    get: (o, k) => {
+      if (typeof k === 'string') read.add(k);
+      return o[k as string];
+    },
+  });
   load(proxy);
   return read;
 }
 
 // Read by the AWS SDK's credential chain, not by the sink itself.
-const sdkNames = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+const sdkNames = new Set([
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_ROLE_ARN',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+]);
 
 for (const overlay of overlays) {
   test(`overlay ${overlay}: the programs read and accept every setting the manifests give them`, () => {
     const objs = render(join(root, 'k8s', 'overlays', overlay));
-    for (const [kind, name, load] of [['DaemonSet', 'cpu-sampler', samplerConfig], ['Deployment', 'cpu-sink', sinkConfig]] as const) {
+    for (const [kind, name, load] of [
+      ['DaemonSet', 'cpu-sampler', samplerConfig],
+      ['Deployment', 'cpu-sink', sinkConfig],
+    ] as const) {
       const pod = find(objs, kind, name).spec.template.spec;
       const container = pod.containers[0];
       const env = containerEnv(objs, container);
@@ -85,7 +105,10 @@ for (const overlay of overlays) {
       assert.equal(annotations['prometheus.io/path'], '/metrics');
       assert.equal(container.args.at(-1), `dist/${name.replace('cpu-', '')}.js`, `${name} runs its own program`);
       assert.equal(container.args[0], 'node');
-      for (const [ctx, key] of [[pod.securityContext, 'runAsNonRoot'], [container.securityContext, 'readOnlyRootFilesystem']] as const) {
+      for (const [ctx, key] of [
+        [pod.securityContext, 'runAsNonRoot'],
+        [container.securityContext, 'readOnlyRootFilesystem'],
+      ] as const) {
         assert.equal(ctx[key], true, `${name}: ${key}`);
       }
       assert.equal(container.securityContext.allowPrivilegeEscalation, false);
@@ -104,7 +127,10 @@ for (const overlay of overlays) {
     const topicsJob = find(objs, 'Job', 'kafka-topics').spec.template.spec.containers[0];
     const topics = containerEnv(objs, topicsJob);
     assert.equal(topics.BOOTSTRAP, `kafka:${service.spec.ports[0].port}`);
-    for (const [kind, name] of [['DaemonSet', 'cpu-sampler'], ['Deployment', 'cpu-sink']] as const) {
+    for (const [kind, name] of [
+      ['DaemonSet', 'cpu-sampler'],
+      ['Deployment', 'cpu-sink'],
+    ] as const) {
       const env = containerEnv(objs, find(objs, kind, name).spec.template.spec.containers[0]);
       assert.equal(env.KAFKA_BROKERS, `${service.metadata.name}:${service.spec.ports[0].port}`, `${name} uses the kafka Service`);
       assert.equal(env.KAFKA_TOPIC, topics.TOPIC, `${name} uses the topic the job creates`);
@@ -124,32 +150,53 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
   const sa = find(objs, 'ServiceAccount', sinkPod.spec.template.spec.serviceAccountName);
   assert.match(sa.metadata.annotations!['eks.amazonaws.com/role-arn'], /^arn:aws:iam::\d{12}:role\//);
   const fromSecret = sinkPod.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === 'aws-secret');
-  assert.deepEqual(fromSecret.map((e: any) => [e.name, e.valueFrom.secretKeyRef.key]),
-    [['AWS_ACCESS_KEY_ID', 'aws_access_key_id'], ['AWS_SECRET_ACCESS_KEY', 'aws_secret_access_key']]);
-  assert.ok(objs.every((o) => o.metadata.namespace === 'default'), 'everything in default, where aws-secret is');
+  assert.deepEqual(
+    fromSecret.map((e: any) => [e.name, e.valueFrom.secretKeyRef.key]),
+    [
+      ['AWS_ACCESS_KEY_ID', 'aws_access_key_id'],
+      ['AWS_SECRET_ACCESS_KEY', 'aws_secret_access_key'],
+    ],
+  );
+  assert.ok(
+    objs.every((o) => o.metadata.namespace === 'default'),
+    'everything in default, where aws-secret is',
+  );
 });
 
-test('the programs started with the env of the rendered local overlay answer on the manifests\' probe paths', async (t) => {
+test("the programs started with the env of the rendered local overlay answer on the manifests' probe paths", async (t) => {
   const objs = render(join(root, 'k8s', 'overlays', 'local'));
   const bootstrap = sharedKafka();
   const s3 = await s3ForTest(t);
   const topic = uniqueName('readings');
-  for (const [kind, name] of [['DaemonSet', 'cpu-sampler'], ['Deployment', 'cpu-sink']] as const) {
+  for (const [kind, name] of [
+    ['DaemonSet', 'cpu-sampler'],
+    ['Deployment', 'cpu-sink'],
+  ] as const) {
     const container = find(objs, kind, name).spec.template.spec.containers[0];
     const port = await freePort();
     const env = {
       ...containerEnv(objs, container),
-      KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, KAFKA_DLQ_TOPIC: `${topic}-dlq`, HTTP_PORT: String(port),
-      S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret',
+      KAFKA_BROKERS: bootstrap,
+      KAFKA_TOPIC: topic,
+      KAFKA_DLQ_TOPIC: `${topic}-dlq`,
+      HTTP_PORT: String(port),
+      S3_ENDPOINT: s3.endpoint,
+      S3_BUCKET: s3.bucket,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test-secret',
     };
     // What the image runs: node, its flags and the bundle that test/global-setup.ts built.
     const p = runCommand(t, [process.execPath, ...container.args.slice(1)], env, name);
     for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
       const path = container[probe].httpGet.path;
-      await waitFor(`${name} ${probe} ${path} to answer 200`, async () => {
-        if (p.proc.exitCode !== null) throw new Error(`${name} exited: ${p.stderr()}`);
-        return (await httpGet(port, path).catch(() => ({ status: 0 }))).status === 200;
-      }, 60_000);
+      await waitFor(
+        `${name} ${probe} ${path} to answer 200`,
+        async () => {
+          if (p.proc.exitCode !== null) throw new Error(`${name} exited: ${p.stderr()}`);
+          return (await httpGet(port, path).catch(() => ({ status: 0 }))).status === 200;
+        },
+        60_000,
+      );
     }
     p.proc.kill('SIGTERM');
     assert.equal((await p.exited).code, 0, `${name} stops cleanly`);

@@ -21,7 +21,10 @@ const cases: Array<[env: Record<string, string>, expected: RegExp]> = [
   [{ KAFKA_CONFIG_BOOTSTRAP_SERVERS: 'x:1' }, /KAFKA_CONFIG_BOOTSTRAP_SERVERS="x:1": sets bootstrap.servers, which KAFKA_BROKERS owns/],
   // librdkafka itself rejects these when the client is created, still before any connection.
   [{ KAFKA_CONFIG_NO_SUCH_PROPERTY: 'x' }, /KAFKA_CONFIG_NO_SUCH_PROPERTY: No such configuration property: "no.such.property"/],
-  [{ KAFKA_CONFIG_SECURITY_PROTOCOL: 'bogus' }, /KAFKA_CONFIG_SECURITY_PROTOCOL: Invalid value "bogus" for configuration property "security.protocol"/],
+  [
+    { KAFKA_CONFIG_SECURITY_PROTOCOL: 'bogus' },
+    /KAFKA_CONFIG_SECURITY_PROTOCOL: Invalid value "bogus" for configuration property "security.protocol"/,
+  ],
 ];
 
 configErrorTests('sampler', cases);

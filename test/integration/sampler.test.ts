@@ -78,7 +78,10 @@ test('SIGTERM flushes the reading in flight, disconnects and exits 0', async (t)
   const topic = uniqueName('readings');
   const p = sampler(t, bootstrap, topic, uniqueName('node'));
   await p.waitForLog('the connection', (l) => l.msg === 'connected to Kafka');
-  const first = await p.waitForLog('a reading', (l) => l.msg === 'reading' && p.logs.indexOf(l) > p.logs.findIndex((c) => c.msg === 'connected to Kafka'));
+  const first = await p.waitForLog(
+    'a reading',
+    (l) => l.msg === 'reading' && p.logs.indexOf(l) > p.logs.findIndex((c) => c.msg === 'connected to Kafka'),
+  );
   // Stop right after the reading was taken, before its delivery is confirmed by this test.
   const { code, signal, last } = await stopWithSigterm(p);
   assert.equal(signal, null);
@@ -103,7 +106,11 @@ test('every reading taken while the broker was down for more than two intervals 
   await kafka.start();
 
   const expected = taken(p).length;
-  await waitFor('the readings of the outage in the topic', async () => (await readTopic(kafka.bootstrap, topic)).length >= expected + 1, 60_000);
+  await waitFor(
+    'the readings of the outage in the topic',
+    async () => (await readTopic(kafka.bootstrap, topic)).length >= expected + 1,
+    60_000,
+  );
   const { code } = await stopWithSigterm(p);
   assert.equal(code, 0, p.stderr());
 
@@ -127,7 +134,11 @@ test('started before the broker, the sampler keeps retrying, says so, and delive
   await p.waitForLog('connected', (l) => l.msg === 'connected to Kafka', 60_000);
   const expected = taken(p).length;
   assert.ok(expected >= 3, `only ${expected} readings were taken before the broker came`);
-  await waitFor('the readings taken before the broker came', async () => (await readTopic(kafka.bootstrap, topic)).length >= expected, 30_000);
+  await waitFor(
+    'the readings taken before the broker came',
+    async () => (await readTopic(kafka.bootstrap, topic)).length >= expected,
+    30_000,
+  );
   const { code } = await stopWithSigterm(p);
   assert.equal(code, 0, p.stderr());
   const inTopic = (await readTopic(kafka.bootstrap, topic)).map((m) => JSON.parse(m.value).window_end as string);

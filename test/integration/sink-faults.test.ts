@@ -13,7 +13,14 @@ import { startKafka } from '../../scripts/kafka.ts';
 import { exactlyOnce, httpGet, readObjects, reading, sinkScenario, testProducer, uniqueName, waitFor, type Program } from '../helpers.ts';
 
 /** Produces `count` unique readings in batches of `batch`, `everyMs` apart, round-robin over keys. */
-async function produceSteadily(t: TestContext, bootstrap: string, topic: string, count: number, batch: number, everyMs: number): Promise<string[]> {
+async function produceSteadily(
+  t: TestContext,
+  bootstrap: string,
+  topic: string,
+  count: number,
+  batch: number,
+  everyMs: number,
+): Promise<string[]> {
   const producer = await testProducer(t, bootstrap);
   const all: string[] = [];
   for (let i = 0; i < count; i += batch) {
@@ -27,10 +34,14 @@ async function produceSteadily(t: TestContext, bootstrap: string, topic: string,
 
 async function allInS3(endpoint: string, bucket: string, expected: string[], timeoutMs = 90_000, sinks: Program[] = []) {
   try {
-    await waitFor(`all ${expected.length} records in S3`, async () => {
-      const objects = await readObjects(endpoint, bucket);
-      return objects.reduce((n, o) => n + o.lines.length, 0) >= expected.length;
-    }, timeoutMs);
+    await waitFor(
+      `all ${expected.length} records in S3`,
+      async () => {
+        const objects = await readObjects(endpoint, bucket);
+        return objects.reduce((n, o) => n + o.lines.length, 0) >= expected.length;
+      },
+      timeoutMs,
+    );
   } catch (err) {
     const check = exactlyOnce(await readObjects(endpoint, bucket), expected);
     const file = join(tmpdir(), `sink-fault-${Date.now()}.log`);
@@ -43,7 +54,8 @@ async function allInS3(endpoint: string, bucket: string, expected: string[], tim
 }
 
 function report(t: TestContext, scenario: string, produced: number, check: ReturnType<typeof exactlyOnce>, objects: number) {
-  const line = `${scenario}: produced ${produced}, found ${check.found} in ${objects} objects ` +
+  const line =
+    `${scenario}: produced ${produced}, found ${check.found} in ${objects} objects ` +
     `(missing ${check.missing}, duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlapping objects ${check.overlaps.length})`;
   t.diagnostic(line);
   process.stdout.write(`# ${line}\n`);
@@ -59,7 +71,9 @@ test('a sink killed with SIGKILL at random moments while records flow writes eve
   // Many small files: many chances to die between upload and commit.
   const env = { FILE_MAX_RECORDS: '7', FILE_MAX_AGE_SECONDS: '1', ...fastFailover };
   let done = false;
-  const producing = produceSteadily(t, bootstrap, topic, 600, 5, 200).finally(() => { done = true; });
+  const producing = produceSteadily(t, bootstrap, topic, 600, 5, 200).finally(() => {
+    done = true;
+  });
   let kills = 0;
   let current: Program = sink(env);
   while (!done && kills < 5) {
@@ -94,7 +108,7 @@ test('S3 stopped for longer than the upload timeout and restarted: the sink is n
   await new Promise((r) => setTimeout(r, 3000));
   await s3.start();
   t.diagnostic(`S3 unreachable for about 6 s; first failure: ${timedOut.code} ${timedOut.error}`);
-  const produced = [...first, ...await during];
+  const produced = [...first, ...(await during)];
 
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
   report(t, 'S3 outage', produced.length, check, objects.length);
@@ -115,10 +129,17 @@ test('the Kafka broker restarted while records flow: every record is in S3 exact
   const supervise = () => {
     const p = sink({ FILE_MAX_RECORDS: '15', GROUP_REJOIN_TIMEOUT_SECONDS: '10' });
     sinks.push(p);
-    void p.exited.then(() => { if (!done) { restarts++; supervise(); } });
+    void p.exited.then(() => {
+      if (!done) {
+        restarts++;
+        supervise();
+      }
+    });
     return p;
   };
-  t.after(() => { done = true; });
+  t.after(() => {
+    done = true;
+  });
   const first = supervise();
   const before = await produceSteadily(t, kafka.bootstrap, topic, 100, 10, 20);
   await first.waitForLog('an object written', (l) => l.msg === 'object written');
@@ -159,7 +180,11 @@ test('a sink that lost its group and is not given partitions again exits 1 so th
   const p = sink({ GROUP_REJOIN_TIMEOUT_SECONDS: '5', ...fastFailover });
   await p.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
   await kafka.stop(); // the session times out, the partitions are revoked, and no coordinator answers
-  const gone = await p.waitForLog('the watchdog', (l) => l.msg === 'no partitions assigned since they were revoked; exiting so that the sink is restarted', 60_000);
+  const gone = await p.waitForLog(
+    'the watchdog',
+    (l) => l.msg === 'no partitions assigned since they were revoked; exiting so that the sink is restarted',
+    60_000,
+  );
   assert.equal(gone.level, 'error');
   const { code } = await p.exited;
   assert.equal(code, 1);

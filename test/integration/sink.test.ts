@@ -35,7 +35,10 @@ test('every record lands in S3 once, in hour-partitioned gzip files named after 
   }
   const hours = objects.map((o) => /hour=(\d\d)/.exec(o.key)![1]);
   assert.ok(hours.includes('09') && hours.includes('11') && hours.includes('12'), `hours ${hours}`);
-  assert.deepEqual(objects.filter((o) => o.key.includes('hour=09')).flatMap((o) => o.lines), [values[12]]);
+  assert.deepEqual(
+    objects.filter((o) => o.key.includes('hour=09')).flatMap((o) => o.lines),
+    [values[12]],
+  );
 
   const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
   await waitFor('/readyz', async () => (await httpGet(port, '/readyz')).status === 200);
@@ -43,7 +46,9 @@ test('every record lands in S3 once, in hour-partitioned gzip files named after 
   assert.match(metrics, new RegExp(`^sink_records_written_total ${values.length}$`, 'm'));
   assert.match(metrics, /^sink_upload_duration_seconds_count [1-9]/m);
   // Lag: the partition's end minus the group's committed offset; everything is in S3, so 0.
-  await waitFor('the lag gauge at 0', async () => /^sink_consumer_lag_records\{partition="0"\} 0$/m.test((await httpGet(port, '/metrics')).body));
+  await waitFor('the lag gauge at 0', async () =>
+    /^sink_consumer_lag_records\{partition="0"\} 0$/m.test((await httpGet(port, '/metrics')).body),
+  );
   p.proc.kill('SIGTERM');
   assert.equal((await p.exited).code, 0);
 });
@@ -54,7 +59,10 @@ test('a quiet topic still flushes: a single record reaches S3 on the age timer a
   await (await producer()).send(topic, [value]);
   sink({ FILE_MAX_AGE_SECONDS: '2' });
   const objects = await objectsWith(1);
-  assert.deepEqual(objects.flatMap((o) => o.lines), [value]);
+  assert.deepEqual(
+    objects.flatMap((o) => o.lines),
+    [value],
+  );
 });
 
 test('poison records go to the dead-letter topic with their bytes and the reason; the good records around them land in S3', async (t) => {
@@ -93,7 +101,13 @@ test('poison records go to the dead-letter topic with their bytes and the reason
 
 test('end to end: every reading the sampler produced is in S3, record for record', async (t) => {
   const { bootstrap, topic, sink, objects, objectsWith } = await sinkScenario(t);
-  const sampler = runProgram(t, 'sampler.ts', { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, SAMPLE_INTERVAL_SECONDS: '1', HTTP_PORT: '0', NODE_NAME: 'e2e-node' });
+  const sampler = runProgram(t, 'sampler.ts', {
+    KAFKA_BROKERS: bootstrap,
+    KAFKA_TOPIC: topic,
+    SAMPLE_INTERVAL_SECONDS: '1',
+    HTTP_PORT: '0',
+    NODE_NAME: 'e2e-node',
+  });
   const s = sink();
   await objectsWith(3);
   sampler.proc.kill('SIGTERM');
@@ -112,10 +126,14 @@ test('after a crash between upload and commit, the replay finds the object alrea
   await (await producer()).send(topic, values);
   // What an earlier life of the sink left: offsets 0-4 in S3, nothing committed.
   const key = `cpu-levels/dt=2026-11-27/hour=11/${topic}+0+0000000000.jsonl.gz`;
-  await testS3Client(s3.endpoint).send(new PutObjectCommand({
-    Bucket: s3.bucket, Key: key, Body: gzipSync(values.slice(0, 5).join('\n') + '\n'),
-    Metadata: { topic, partition: '0', 'start-offset': '0', 'end-offset': '4', records: '5' },
-  }));
+  await testS3Client(s3.endpoint).send(
+    new PutObjectCommand({
+      Bucket: s3.bucket,
+      Key: key,
+      Body: gzipSync(values.slice(0, 5).join('\n') + '\n'),
+      Metadata: { topic, partition: '0', 'start-offset': '0', 'end-offset': '4', records: '5' },
+    }),
+  );
 
   // Files of 2 records: the replay's first file (offsets 0-1) collides with the 5-record object.
   const p = sink({ FILE_MAX_RECORDS: '2' });
@@ -137,10 +155,14 @@ test('the lag gauge has a value as soon as partitions are assigned, before anyth
   const p = sink({ FILE_MAX_AGE_SECONDS: '3600', FILE_MAX_RECORDS: '1000' });
   const port = (await p.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
   await p.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned');
-  const metrics = await waitFor('a lag for both partitions', async () => {
-    const body = (await httpGet(port, '/metrics')).body;
-    return /^sink_consumer_lag_records\{partition="1"\}/m.test(body) && /^sink_consumer_lag_records\{partition="0"\}/m.test(body) && body;
-  }, 5_000);
+  const metrics = await waitFor(
+    'a lag for both partitions',
+    async () => {
+      const body = (await httpGet(port, '/metrics')).body;
+      return /^sink_consumer_lag_records\{partition="1"\}/m.test(body) && /^sink_consumer_lag_records\{partition="0"\}/m.test(body) && body;
+    },
+    5_000,
+  );
   assert.match(metrics, /^sink_consumer_lag_records\{partition="0"\} 20$/m);
   assert.match(metrics, /^sink_consumer_lag_records\{partition="1"\} 10$/m);
 });
@@ -151,13 +173,23 @@ test('the lag gauge drops the partitions a rebalance took away', async (t) => {
   await (await producer()).send(topic, [reading(1, 'b')], 'node-b', 1);
   const first = sink({ FILE_MAX_AGE_SECONDS: '1' });
   const port = (await first.waitForLog('started', (l) => l.msg === 'started')).http_port as number;
-  await waitFor('lag for both partitions', async () => ((await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{/gm) ?? []).length === 2);
+  await waitFor(
+    'lag for both partitions',
+    async () => ((await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{/gm) ?? []).length === 2,
+  );
   const second = sink({ FILE_MAX_AGE_SECONDS: '1' });
   await second.waitForLog('partitions assigned', (l) => l.msg === 'partitions assigned', 60_000);
-  const lagSeries = async () => ((await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{partition="(\d)"\}/gm) ?? []);
-  await waitFor('the first sink to keep one partition', async () => (await lagSeries()).length === 1 && first.logs.filter((l) => l.msg === 'partitions assigned').length >= 2, 60_000);
+  const lagSeries = async () => (await httpGet(port, '/metrics')).body.match(/^sink_consumer_lag_records\{partition="(\d)"\}/gm) ?? [];
+  await waitFor(
+    'the first sink to keep one partition',
+    async () => (await lagSeries()).length === 1 && first.logs.filter((l) => l.msg === 'partitions assigned').length >= 2,
+    60_000,
+  );
   const kept = first.logs.filter((l) => l.msg === 'partitions assigned').at(-1)!.partitions as number[];
-  assert.deepEqual(await lagSeries(), kept.map((p) => `sink_consumer_lag_records{partition="${p}"}`));
+  assert.deepEqual(
+    await lagSeries(),
+    kept.map((p) => `sink_consumer_lag_records{partition="${p}"}`),
+  );
 });
 
 test('consumer-only settings reach only the consumer: no librdkafka warning at start', async (t) => {

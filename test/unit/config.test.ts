@@ -5,7 +5,15 @@ import { test } from 'node:test';
 import { loadConfig } from '../../sampler.ts';
 import { configErrorOf, type Env } from './config-error.ts';
 import {
-  checkBrokers, checkPassthrough, checkTopic, envReader, kafkaConfigProblem, kafkaPassthrough, kafkaPropertyScopes, propertiesFor, splitTopicConf,
+  checkBrokers,
+  checkPassthrough,
+  checkTopic,
+  envReader,
+  kafkaConfigProblem,
+  kafkaPassthrough,
+  kafkaPropertyScopes,
+  propertiesFor,
+  splitTopicConf,
 } from '../../lib/runtime.ts';
 
 const configError = (env: Env) => configErrorOf(loadConfig, env);
@@ -86,7 +94,9 @@ test('loadConfig rejects KAFKA_CONFIG_BOOTSTRAP_SERVERS and points to KAFKA_BROK
 });
 
 test('loadConfig reports every bad setting in one error, one per line', () => {
-  const lines = configError({ SAMPLE_INTERVAL_SECONDS: 'abc', KAFKA_TOPIC: '..', HTTP_PORT: '70000', LOG_LEVEL: 'loud' }).message.split('\n');
+  const lines = configError({ SAMPLE_INTERVAL_SECONDS: 'abc', KAFKA_TOPIC: '..', HTTP_PORT: '70000', LOG_LEVEL: 'loud' }).message.split(
+    '\n',
+  );
   assert.deepEqual(lines.map((l) => l.split('=')[0]).sort(), ['HTTP_PORT', 'KAFKA_TOPIC', 'LOG_LEVEL', 'SAMPLE_INTERVAL_SECONDS']);
 });
 
@@ -100,7 +110,10 @@ test('envReader.done throws nothing when every setting was good', () => {
 
 test('envReader.string checks the trimmed value but quotes the raw one', () => {
   const e = envReader({ S: ' no ' });
-  assert.equal(e.string('S', 'yes', (v) => (v === 'no' ? 'anything but no' : undefined)), 'no');
+  assert.equal(
+    e.string('S', 'yes', (v) => (v === 'no' ? 'anything but no' : undefined)),
+    'no',
+  );
   assert.throws(() => e.done(), { name: 'ConfigError', message: 'S=" no ": expected anything but no' });
 });
 
@@ -123,9 +136,14 @@ test('checkBrokers rejects port 0 and an empty entry in the list', () => {
 });
 
 test('checkPassthrough objects to each property that a named variable owns', () => {
-  const problems = checkPassthrough({
-    'metadata.broker.list': 'KAFKA_CONFIG_METADATA_BROKER_LIST', 'client.id': 'KAFKA_CONFIG_CLIENT_ID', 'linger.ms': 'KAFKA_CONFIG_LINGER_MS',
-  }, { KAFKA_CONFIG_METADATA_BROKER_LIST: 'k:9092', KAFKA_CONFIG_CLIENT_ID: 'me', KAFKA_CONFIG_LINGER_MS: '5' });
+  const problems = checkPassthrough(
+    {
+      'metadata.broker.list': 'KAFKA_CONFIG_METADATA_BROKER_LIST',
+      'client.id': 'KAFKA_CONFIG_CLIENT_ID',
+      'linger.ms': 'KAFKA_CONFIG_LINGER_MS',
+    },
+    { KAFKA_CONFIG_METADATA_BROKER_LIST: 'k:9092', KAFKA_CONFIG_CLIENT_ID: 'me', KAFKA_CONFIG_LINGER_MS: '5' },
+  );
   assert.deepEqual(problems, [
     'KAFKA_CONFIG_METADATA_BROKER_LIST="k:9092": sets metadata.broker.list, which KAFKA_BROKERS owns; set that instead',
     'KAFKA_CONFIG_CLIENT_ID="me": sets client.id, which KAFKA_CLIENT_ID owns; set that instead',
@@ -135,7 +153,10 @@ test('checkPassthrough objects to each property that a named variable owns', () 
 // ---------------------------------------------------------------- kafkaPassthrough
 
 test('kafkaPassthrough turns single underscores into dots', () => {
-  const { props, source } = kafkaPassthrough({ KAFKA_CONFIG_SASL_MECHANISMS: 'SCRAM-SHA-512', KAFKA_CONFIG_SSL_CA_LOCATION: '/etc/kafka/ca.pem' });
+  const { props, source } = kafkaPassthrough({
+    KAFKA_CONFIG_SASL_MECHANISMS: 'SCRAM-SHA-512',
+    KAFKA_CONFIG_SSL_CA_LOCATION: '/etc/kafka/ca.pem',
+  });
   assert.deepEqual(props, { 'sasl.mechanisms': 'SCRAM-SHA-512', 'ssl.ca.location': '/etc/kafka/ca.pem' });
   assert.deepEqual(source, { 'sasl.mechanisms': 'KAFKA_CONFIG_SASL_MECHANISMS', 'ssl.ca.location': 'KAFKA_CONFIG_SSL_CA_LOCATION' });
 });
@@ -179,7 +200,10 @@ test('propertiesFor gives a producer no consumer-only property, and a consumer n
 });
 
 test('the consumer-only, producer-only and topic-only lists are those of the bundled librdkafka CONFIGURATION.md', () => {
-  const doc = readFileSync(new URL('../../node_modules/@confluentinc/kafka-javascript/deps/librdkafka/CONFIGURATION.md', import.meta.url), 'utf8');
+  const doc = readFileSync(
+    new URL('../../node_modules/@confluentinc/kafka-javascript/deps/librdkafka/CONFIGURATION.md', import.meta.url),
+    'utf8',
+  );
   const global = new Map<string, string>();
   const topic = new Map<string, string>();
   let table = global;
@@ -198,5 +222,8 @@ test('the consumer-only, producer-only and topic-only lists are those of the bun
 });
 
 test('splitTopicConf puts topic-only properties in the topic config and the rest in the global one', () => {
-  assert.deepEqual(splitTopicConf({ 'auto.offset.reset': 'earliest', 'group.id': 'g' }), { global: { 'group.id': 'g' }, topic: { 'auto.offset.reset': 'earliest' } });
+  assert.deepEqual(splitTopicConf({ 'auto.offset.reset': 'earliest', 'group.id': 'g' }), {
+    global: { 'group.id': 'g' },
+    topic: { 'auto.offset.reset': 'earliest' },
+  });
 });

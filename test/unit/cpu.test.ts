@@ -4,8 +4,16 @@ import type { CpuInfo } from 'node:os';
 import { join, normalize } from 'node:path';
 import { test } from 'node:test';
 import {
-  containerCpu, hostCpu, hostTimesFromOs, locateCgroup, parseCgroupV1, parseCgroupV2, parseProcStat,
-  type CgroupLocation, type CgroupSample, type HostTimes,
+  containerCpu,
+  hostCpu,
+  hostTimesFromOs,
+  locateCgroup,
+  parseCgroupV1,
+  parseCgroupV2,
+  parseProcStat,
+  type CgroupLocation,
+  type CgroupSample,
+  type HostTimes,
 } from '../../sampler.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -14,19 +22,38 @@ const stat = (name: string) => parseProcStat(fixture(`proc-stat-${name}.txt`));
 const v2 = (stat: 'a' | 'b', max: 'limited' | 'unlimited') =>
   parseCgroupV2(fixture(`cgroup-v2/cpu.stat-${stat}`), fixture(`cgroup-v2/cpu.max-${max}`));
 const v1 = (usage: 'a' | 'b', quota: 'limited' | 'unlimited') =>
-  parseCgroupV1(fixture(`cgroup-v1/cpuacct.usage-${usage}`), fixture(`cgroup-v1/cpu.cfs_quota_us-${quota}`), fixture('cgroup-v1/cpu.cfs_period_us'));
-const sample = (usageUsec: number, limitCores: number | undefined, version: 1 | 2 = 2): CgroupSample => ({ version, usageUsec, limitCores });
+  parseCgroupV1(
+    fixture(`cgroup-v1/cpuacct.usage-${usage}`),
+    fixture(`cgroup-v1/cpu.cfs_quota_us-${quota}`),
+    fixture('cgroup-v1/cpu.cfs_period_us'),
+  );
+const sample = (usageUsec: number, limitCores: number | undefined, version: 1 | 2 = 2): CgroupSample => ({
+  version,
+  usageUsec,
+  limitCores,
+});
 
 // ---------------------------------------------------------------- /proc/stat
 
 test('parseProcStat reads the aggregate cpu line field by field', () => {
   assert.deepEqual(stat('a'), {
-    user: 100000, nice: 2000, system: 30000, idle: 800000, iowait: 5000, irq: 1000, softirq: 2000, steal: 0, cores: 2,
+    user: 100000,
+    nice: 2000,
+    system: 30000,
+    idle: 800000,
+    iowait: 5000,
+    irq: 1000,
+    softirq: 2000,
+    steal: 0,
+    cores: 2,
   });
 });
 
 test('parseProcStat counts one core per cpuN line', () => {
-  const fourCores = fixture('proc-stat-a.txt').replace(/^cpu1 .*$/m, (l) => `${l}\n${l.replace('cpu1', 'cpu2')}\n${l.replace('cpu1', 'cpu3')}`);
+  const fourCores = fixture('proc-stat-a.txt').replace(
+    /^cpu1 .*$/m,
+    (l) => `${l}\n${l.replace('cpu1', 'cpu2')}\n${l.replace('cpu1', 'cpu3')}`,
+  );
   assert.equal(parseProcStat(fourCores).cores, 4);
 });
 
@@ -42,13 +69,25 @@ test('parseProcStat rejects text without an aggregate cpu line', () => {
 
 test('hostCpu splits a window into exact user, system, iowait, steal and idle percentages', () => {
   assert.deepEqual(hostCpu(stat('a'), stat('b')), {
-    cores: 2, busy_percent: 45, user_percent: 30, system_percent: 15, iowait_percent: 5, steal_percent: 0, idle_percent: 50,
+    cores: 2,
+    busy_percent: 45,
+    user_percent: 30,
+    system_percent: 15,
+    iowait_percent: 5,
+    steal_percent: 0,
+    idle_percent: 50,
   });
 });
 
 test('hostCpu reports time stolen by the hypervisor as steal and as busy', () => {
   assert.deepEqual(hostCpu(stat('b'), stat('c')), {
-    cores: 2, busy_percent: 40, user_percent: 20, system_percent: 10, iowait_percent: 0, steal_percent: 10, idle_percent: 60,
+    cores: 2,
+    busy_percent: 40,
+    user_percent: 20,
+    system_percent: 10,
+    iowait_percent: 0,
+    steal_percent: 10,
+    idle_percent: 60,
   });
 });
 
@@ -69,10 +108,21 @@ test('hostCpu returns undefined for identical snapshots (a zero-length window)',
 });
 
 test('hostTimesFromOs sums os.cpus() times over all cores, with no iowait or steal', () => {
-  const core = (user: number, nice: number, sys: number, idle: number, irq: number): CpuInfo =>
-    ({ model: 'Apple M2', speed: 2400, times: { user, nice, sys, idle, irq } });
+  const core = (user: number, nice: number, sys: number, idle: number, irq: number): CpuInfo => ({
+    model: 'Apple M2',
+    speed: 2400,
+    times: { user, nice, sys, idle, irq },
+  });
   assert.deepEqual(hostTimesFromOs([core(1000, 10, 400, 8000, 5), core(3000, 20, 600, 6000, 15)]), {
-    user: 4000, nice: 30, system: 1000, idle: 14000, iowait: 0, irq: 20, softirq: 0, steal: 0, cores: 2,
+    user: 4000,
+    nice: 30,
+    system: 1000,
+    idle: 14000,
+    iowait: 0,
+    irq: 20,
+    softirq: 0,
+    steal: 0,
+    cores: 2,
   });
 });
 
@@ -111,25 +161,41 @@ test('parseCgroupV1 has no limit when the quota files cannot be read', () => {
 
 test('containerCpu is relative to the cgroup v2 limit when there is one', () => {
   assert.deepEqual(containerCpu(v2('a', 'limited'), v2('b', 'limited'), 60, 2), {
-    cgroup_version: 2, cpu_percent: 50, cores_used: 0.25, limit_cores: 0.5, relative_to: 'limit',
+    cgroup_version: 2,
+    cpu_percent: 50,
+    cores_used: 0.25,
+    limit_cores: 0.5,
+    relative_to: 'limit',
   });
 });
 
 test('containerCpu is relative to the host cores when the cgroup has no limit', () => {
   assert.deepEqual(containerCpu(v2('a', 'unlimited'), v2('b', 'unlimited'), 60, 2), {
-    cgroup_version: 2, cpu_percent: 12.5, cores_used: 0.25, limit_cores: null, relative_to: 'host_cores',
+    cgroup_version: 2,
+    cpu_percent: 12.5,
+    cores_used: 0.25,
+    limit_cores: null,
+    relative_to: 'host_cores',
   });
 });
 
 test('containerCpu is relative to the cgroup v1 quota when there is one', () => {
   assert.deepEqual(containerCpu(v1('a', 'limited'), v1('b', 'limited'), 60, 2), {
-    cgroup_version: 1, cpu_percent: 50, cores_used: 0.75, limit_cores: 1.5, relative_to: 'limit',
+    cgroup_version: 1,
+    cpu_percent: 50,
+    cores_used: 0.75,
+    limit_cores: 1.5,
+    relative_to: 'limit',
   });
 });
 
 test('containerCpu is relative to the host cores under cgroup v1 without a quota', () => {
   assert.deepEqual(containerCpu(v1('a', 'unlimited'), v1('b', 'unlimited'), 60, 2), {
-    cgroup_version: 1, cpu_percent: 37.5, cores_used: 0.75, limit_cores: null, relative_to: 'host_cores',
+    cgroup_version: 1,
+    cpu_percent: 37.5,
+    cores_used: 0.75,
+    limit_cores: null,
+    relative_to: 'host_cores',
   });
 });
 
@@ -203,14 +269,24 @@ test('locateCgroup falls back to the cgroup v2 mount root when the listed path i
 test('locateCgroup explains a cgroup v2 mount without cpu.stat', () => {
   const loc = locateCgroup(fixture('self-cgroup-v2-host'), root, fakeFs(`${root}/cgroup.controllers`));
   assert.equal(loc.version, 0);
-  assert.match(loc.version === 0 ? loc.reason : '', /cgroup v2 is mounted at \/sys\/fs\/cgroup but .*cri-containerd-abc\.scope\/cpu\.stat is missing/);
+  assert.match(
+    loc.version === 0 ? loc.reason : '',
+    /cgroup v2 is mounted at \/sys\/fs\/cgroup but .*cri-containerd-abc\.scope\/cpu\.stat is missing/,
+  );
 });
 
 test('locateCgroup finds cgroup v1 counters on a joint cpu,cpuacct mount of a hybrid host', () => {
   const dir = `${root}/cpu,cpuacct${podPath}`;
-  const exists = fakeFs(`${root}/unified/cgroup.controllers`, `${dir}/cpuacct.usage`, `${dir}/cpu.cfs_quota_us`, `${dir}/cpu.cfs_period_us`);
+  const exists = fakeFs(
+    `${root}/unified/cgroup.controllers`,
+    `${dir}/cpuacct.usage`,
+    `${dir}/cpu.cfs_quota_us`,
+    `${dir}/cpu.cfs_period_us`,
+  );
   assert.deepEqual(locateCgroup(fixture('self-cgroup-v1-hybrid'), root, exists), {
-    version: 1, usageFile: `${dir}/cpuacct.usage`, quotaDir: dir,
+    version: 1,
+    usageFile: `${dir}/cpuacct.usage`,
+    quotaDir: dir,
   });
 });
 
@@ -218,12 +294,19 @@ test('locateCgroup falls back to the cgroup v1 mount root when the listed path i
   const mount = `${root}/cpu,cpuacct`;
   const exists = fakeFs(`${mount}/cpuacct.usage`, `${mount}/cpu.cfs_quota_us`);
   assert.deepEqual(locateCgroup(fixture('self-cgroup-v1-hybrid'), root, exists), {
-    version: 1, usageFile: `${mount}/cpuacct.usage`, quotaDir: mount,
+    version: 1,
+    usageFile: `${mount}/cpuacct.usage`,
+    quotaDir: mount,
   });
 });
 
 test('locateCgroup finds cgroup v1 counters on separate cpu and cpuacct mounts', () => {
-  const exists = fakeFs(`${root}/cpuacct/cpuacct.usage`, `${root}/cpu/cpu.cfs_quota_us`, `${root}/cpu/cpu.cfs_period_us`, `${root}/memory/memory.limit_in_bytes`);
+  const exists = fakeFs(
+    `${root}/cpuacct/cpuacct.usage`,
+    `${root}/cpu/cpu.cfs_quota_us`,
+    `${root}/cpu/cpu.cfs_period_us`,
+    `${root}/memory/memory.limit_in_bytes`,
+  );
   const loc = locateCgroup(fixture('self-cgroup-v1-separate'), root, exists);
   assert.equal(loc.version, 1, JSON.stringify(loc));
   assert.equal(loc.usageFile, `${root}/cpuacct/cpuacct.usage`);

@@ -4,8 +4,14 @@ import { test } from 'node:test';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import {
-  buildReading, encodeReading, parseCgroupV1, parseCgroupV2, parseProcStat,
-  type CgroupSample, type Reading, type Source,
+  buildReading,
+  encodeReading,
+  parseCgroupV1,
+  parseCgroupV2,
+  parseProcStat,
+  type CgroupSample,
+  type Reading,
+  type Source,
 } from '../../sampler.ts';
 
 type Snapshot = Parameters<typeof buildReading>[0];
@@ -24,7 +30,11 @@ const noCgroup = 'no cgroup CPU accounting on this system (not Linux, or cgroups
 
 const v2 = (name: 'a' | 'b') => parseCgroupV2(fixture(`cgroup-v2/cpu.stat-${name}`), fixture('cgroup-v2/cpu.max-limited'));
 const v1 = (name: 'a' | 'b') =>
-  parseCgroupV1(fixture(`cgroup-v1/cpuacct.usage-${name}`), fixture('cgroup-v1/cpu.cfs_quota_us-unlimited'), fixture('cgroup-v1/cpu.cfs_period_us'));
+  parseCgroupV1(
+    fixture(`cgroup-v1/cpuacct.usage-${name}`),
+    fixture('cgroup-v1/cpu.cfs_quota_us-unlimited'),
+    fixture('cgroup-v1/cpu.cfs_period_us'),
+  );
 
 function snapshot(monoNs: bigint, stat: string, cgroup: CgroupSample | undefined): Snapshot {
   return { monoNs, host: parseProcStat(fixture(`proc-stat-${stat}.txt`)), cgroup };

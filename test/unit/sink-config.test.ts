@@ -36,7 +36,7 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
   });
 });
 
-test('consumerConf bounds librdkafka\'s fetch queue, starts a new group at the beginning, and lets KAFKA_CONFIG_ override', () => {
+test("consumerConf bounds librdkafka's fetch queue, starts a new group at the beginning, and lets KAFKA_CONFIG_ override", () => {
   const conf = consumerConf(loadConfig({ KAFKA_CONFIG_QUEUED_MAX_MESSAGES_KBYTES: '4096' }));
   assert.equal(conf['queued.max.messages.kbytes'], '4096');
   assert.equal(conf['fetch.max.bytes'], 8 * 2 ** 20);
@@ -95,7 +95,14 @@ test('loadConfig reads yes, no, 1 and 0 as booleans, in any case', () => {
     const c = loadConfig({ FILE_GZIP: gzip, S3_FORCE_PATH_STYLE: pathStyle });
     return [c.gzip, c.forcePathStyle];
   };
-  assert.deepEqual([flags('NO', 'Yes'), flags('0', '1'), flags('False', 'TRUE')], [[false, true], [false, true], [false, true]]);
+  assert.deepEqual(
+    [flags('NO', 'Yes'), flags('0', '1'), flags('False', 'TRUE')],
+    [
+      [false, true],
+      [false, true],
+      [false, true],
+    ],
+  );
 });
 
 test('loadConfig takes an S3-compatible endpoint from S3_ENDPOINT', () => {
@@ -121,7 +128,10 @@ test('loadConfig converts the seconds settings to milliseconds', () => {
 
 test('loadConfig passes KAFKA_CONFIG_ variables through as librdkafka properties', () => {
   const c = loadConfig({ KAFKA_CONFIG_SECURITY_PROTOCOL: 'SASL_SSL' });
-  assert.deepEqual([c.passthrough, c.passthroughSource], [{ 'security.protocol': 'SASL_SSL' }, { 'security.protocol': 'KAFKA_CONFIG_SECURITY_PROTOCOL' }]);
+  assert.deepEqual(
+    [c.passthrough, c.passthroughSource],
+    [{ 'security.protocol': 'SASL_SSL' }, { 'security.protocol': 'KAFKA_CONFIG_SECURITY_PROTOCOL' }],
+  );
 });
 
 // ---------------------------------------------------------------- bad settings
@@ -187,11 +197,26 @@ test('loadConfig rejects KAFKA_CONFIG_BOOTSTRAP_SERVERS and points to KAFKA_BROK
 
 test('loadConfig reports every bad setting in one error, one per line', () => {
   const lines = configError({
-    S3_BUCKET: 'Bad_Bucket', S3_PREFIX: '/lead', FILE_GZIP: 'maybe', FILE_MAX_RECORDS: '0', KAFKA_GROUP_ID: '', LOG_LEVEL: 'verbose',
+    S3_BUCKET: 'Bad_Bucket',
+    S3_PREFIX: '/lead',
+    FILE_GZIP: 'maybe',
+    FILE_MAX_RECORDS: '0',
+    KAFKA_GROUP_ID: '',
+    LOG_LEVEL: 'verbose',
   }).message.split('\n');
-  assert.deepEqual(lines.map((l) => l.split('=')[0]).sort(), ['FILE_GZIP', 'FILE_MAX_RECORDS', 'KAFKA_GROUP_ID', 'LOG_LEVEL', 'S3_BUCKET', 'S3_PREFIX']);
+  assert.deepEqual(lines.map((l) => l.split('=')[0]).sort(), [
+    'FILE_GZIP',
+    'FILE_MAX_RECORDS',
+    'KAFKA_GROUP_ID',
+    'LOG_LEVEL',
+    'S3_BUCKET',
+    'S3_PREFIX',
+  ]);
 });
 
 test('loadConfig rejects a BUFFER_MAX_BYTES smaller than FILE_MAX_BYTES, which could never hold a full file', () => {
-  assert.match(configError({ BUFFER_MAX_BYTES: '2048', FILE_MAX_BYTES: '4096' }).message, /^BUFFER_MAX_BYTES="2048": expected at least FILE_MAX_BYTES \(4096\)/);
+  assert.match(
+    configError({ BUFFER_MAX_BYTES: '2048', FILE_MAX_BYTES: '4096' }).message,
+    /^BUFFER_MAX_BYTES="2048": expected at least FILE_MAX_BYTES \(4096\)/,
+  );
 });

@@ -4,7 +4,15 @@ import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { buildReading, encodeReading, parseCgroupV2, parseProcStat } from '../../sampler.ts';
 import {
-  checkRecord, encodeFile, FileData, membersInText, objectKey, PartitionFiles, rotationDue, timePartition, type Limits,
+  checkRecord,
+  encodeFile,
+  FileData,
+  membersInText,
+  objectKey,
+  PartitionFiles,
+  rotationDue,
+  timePartition,
+  type Limits,
 } from '../../sink.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -25,11 +33,15 @@ const valid = {
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const maxBytes = 65_536;
 
-
 // ---------------------------------------------------------------- checkRecord
 
 test('checkRecord accepts a valid v1 reading and returns its window_start', () => {
-  assert.deepEqual(checkRecord(json(valid), maxBytes), { ok: true, windowStart: '2026-11-27T05:59:00.000Z', hour: 'dt=2026-11-27/hour=05', line: json(valid) });
+  assert.deepEqual(checkRecord(json(valid), maxBytes), {
+    ok: true,
+    windowStart: '2026-11-27T05:59:00.000Z',
+    hour: 'dt=2026-11-27/hour=05',
+    line: json(valid),
+  });
 });
 
 test('checkRecord accepts a reading exactly as the sampler encodes it', () => {
@@ -39,11 +51,21 @@ test('checkRecord accepts a reading exactly as the sampler encodes it', () => {
     host: parseProcStat(fixture(`proc-stat-${name}.txt`)),
     cgroup: parseCgroupV2(fixture(`cgroup-v2/cpu.stat-${name}`), fixture('cgroup-v2/cpu.max-limited')),
   });
-  const { reading } = buildReading(snap(0n, 'a'), snap(60_000_000_000n, 'b'), { startMs, endMs: startMs + 60_000 },
-    { node: 'node-1', pod: 'cpu-sampler-x2k4q', namespace: 'monitoring' }, 'no cgroup');
+  const { reading } = buildReading(
+    snap(0n, 'a'),
+    snap(60_000_000_000n, 'b'),
+    { startMs, endMs: startMs + 60_000 },
+    { node: 'node-1', pod: 'cpu-sampler-x2k4q', namespace: 'monitoring' },
+    'no cgroup',
+  );
   assert.ok(reading);
   const value = Buffer.from(encodeReading(reading).value);
-  assert.deepEqual(checkRecord(value, maxBytes), { ok: true, windowStart: '2025-01-01T12:00:00.000Z', hour: 'dt=2025-01-01/hour=12', line: value });
+  assert.deepEqual(checkRecord(value, maxBytes), {
+    ok: true,
+    windowStart: '2025-01-01T12:00:00.000Z',
+    hour: 'dt=2025-01-01/hour=12',
+    line: value,
+  });
 });
 
 test('checkRecord accepts a reading without container figures when it gives the reason', () => {
@@ -67,7 +89,9 @@ test('checkRecord accepts a record of exactly maxBytes', () => {
 test('checkRecord calls a record one byte over maxBytes oversize and gives both sizes', () => {
   const value = json(valid);
   assert.deepEqual(checkRecord(value, value.length - 1), {
-    ok: false, reason: 'oversize', detail: `${value.length} bytes > ${value.length - 1}`,
+    ok: false,
+    reason: 'oversize',
+    detail: `${value.length} bytes > ${value.length - 1}`,
   });
 });
 
@@ -131,14 +155,20 @@ for (const [what, text, kind] of [
 ] as const) {
   test(`checkRecord calls ${what} not-object and says what it is`, () => {
     assert.deepEqual(checkRecord(Buffer.from(text), maxBytes), {
-      ok: false, reason: 'not-object', detail: `the record is ${kind}, not a JSON object`,
+      ok: false,
+      reason: 'not-object',
+      detail: `the record is ${kind}, not a JSON object`,
     });
   });
 }
 
 test('checkRecord rejects a key given twice, even when the last value is valid', () => {
   const text = JSON.stringify(valid).replace('{"schema_version":1,', '{"schema_version":2,"schema_version":1,');
-  assert.deepEqual(checkRecord(Buffer.from(text), maxBytes), { ok: false, reason: 'duplicate-key', detail: 'a key is given twice in one object' });
+  assert.deepEqual(checkRecord(Buffer.from(text), maxBytes), {
+    ok: false,
+    reason: 'duplicate-key',
+    detail: 'a key is given twice in one object',
+  });
 });
 
 test('checkRecord rejects a window_start given twice, instead of filing it under the second', () => {
@@ -160,34 +190,44 @@ test('membersInText counts the members of every object, and no colon inside a st
 
 test('checkRecord calls schema_version 2 a schema-version problem and names the version', () => {
   assert.deepEqual(checkRecord(json({ ...valid, schema_version: 2 }), maxBytes), {
-    ok: false, reason: 'schema-version', detail: 'schema_version 2 is not 1',
+    ok: false,
+    reason: 'schema-version',
+    detail: 'schema_version 2 is not 1',
   });
 });
 
 test('checkRecord calls an object without schema_version a schema-version problem', () => {
   const { schema_version: _, ...message } = valid;
   assert.deepEqual(checkRecord(json(message), maxBytes), {
-    ok: false, reason: 'schema-version', detail: 'schema_version undefined is not 1',
+    ok: false,
+    reason: 'schema-version',
+    detail: 'schema_version undefined is not 1',
   });
 });
 
 test('checkRecord calls schema_version "1" as a string a schema-version problem', () => {
   assert.deepEqual(checkRecord(json({ ...valid, schema_version: '1' }), maxBytes), {
-    ok: false, reason: 'schema-version', detail: 'schema_version "1" is not 1',
+    ok: false,
+    reason: 'schema-version',
+    detail: 'schema_version "1" is not 1',
   });
 });
 
 test('checkRecord calls a v1 message without window_end a schema problem and names the missing field', () => {
   const { window_end: _, ...message } = valid;
   assert.deepEqual(checkRecord(json(message), maxBytes), {
-    ok: false, reason: 'schema', detail: "/ must have required property 'window_end'",
+    ok: false,
+    reason: 'schema',
+    detail: "/ must have required property 'window_end'",
   });
 });
 
 test('checkRecord calls a percentage above 100 a schema problem and names its path', () => {
   const message = { ...valid, host: { ...valid.host, busy_percent: 100.5 } };
   assert.deepEqual(checkRecord(json(message), maxBytes), {
-    ok: false, reason: 'schema', detail: '/host/busy_percent must be <= 100',
+    ok: false,
+    reason: 'schema',
+    detail: '/host/busy_percent must be <= 100',
   });
 });
 
@@ -237,7 +277,10 @@ test('objectKey pads offset 0 to ten zeros', () => {
 });
 
 test('objectKey ends in .jsonl without gzip', () => {
-  assert.equal(objectKey('cpu-levels', 'dt=2026-11-27/hour=05', 'cpu-levels', 3, 42, false), 'cpu-levels/dt=2026-11-27/hour=05/cpu-levels+3+0000000042.jsonl');
+  assert.equal(
+    objectKey('cpu-levels', 'dt=2026-11-27/hour=05', 'cpu-levels', 3, 42, false),
+    'cpu-levels/dt=2026-11-27/hour=05/cpu-levels+3+0000000042.jsonl',
+  );
 });
 
 test('objectKey with an empty prefix starts at the time partition, without a leading slash', () => {
@@ -245,7 +288,10 @@ test('objectKey with an empty prefix starts at the time partition, without a lea
 });
 
 test('objectKey keeps a prefix of several path segments as it is', () => {
-  assert.equal(objectKey('raw/cpu', 'dt=2026-11-27/hour=05', 'cpu-levels', 0, 7, false), 'raw/cpu/dt=2026-11-27/hour=05/cpu-levels+0+0000000007.jsonl');
+  assert.equal(
+    objectKey('raw/cpu', 'dt=2026-11-27/hour=05', 'cpu-levels', 0, 7, false),
+    'raw/cpu/dt=2026-11-27/hour=05/cpu-levels+0+0000000007.jsonl',
+  );
 });
 
 test('objectKey writes an offset of more than 10 digits in full', () => {
@@ -285,7 +331,10 @@ test('FileData grows past many chunks and a line larger than a chunk without los
   const lines = Array.from({ length: 3000 }, (_, i) => Buffer.from('x'.repeat(i % 7 === 0 ? 40_000 : 300 + i)));
   lines.forEach((l, i) => f.append(i, l));
   assert.deepEqual(Buffer.concat(f.body()), Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')])));
-  assert.equal(f.bytes, lines.reduce((n, l) => n + l.length + 1, 0));
+  assert.equal(
+    f.bytes,
+    lines.reduce((n, l) => n + l.length + 1, 0),
+  );
 });
 
 test('FileData.after keeps the records above an offset, in order, as a new file', () => {
@@ -367,7 +416,10 @@ test('PartitionFiles closes the open file first when a record of another hour ar
   add(p, 0);
   add(p, 1);
   const closed = add(p, 2, hour6);
-  assert.deepEqual(closed.map((f) => [f.hour, f.first, f.last]), [[hour5, 0, 1]]);
+  assert.deepEqual(
+    closed.map((f) => [f.hour, f.first, f.last]),
+    [[hour5, 0, 1]],
+  );
   assert.deepEqual([p.open?.hour, p.open?.first], [hour6, 2]);
 });
 
@@ -415,9 +467,19 @@ test('PartitionFiles drops what an existing object holds, in every file, and ski
   // An earlier life wrote offsets 0-4 in one object; this life closes files of 2 records.
   const p = core({ maxRecords: 2 });
   for (const o of [0, 1, 2, 3, 4, 5]) add(p, o);
-  assert.deepEqual(p.closed.map((f) => [f.first, f.last]), [[0, 1], [2, 3], [4, 5]]);
+  assert.deepEqual(
+    p.closed.map((f) => [f.first, f.last]),
+    [
+      [0, 1],
+      [2, 3],
+      [4, 5],
+    ],
+  );
   assert.equal(p.presentThrough(4), 5);
-  assert.deepEqual(p.closed.map((f) => [f.first, f.last]), [[5, 5]]);
+  assert.deepEqual(
+    p.closed.map((f) => [f.first, f.last]),
+    [[5, 5]],
+  );
   assert.equal(text(p.closed[0]), '{"n":5}\n');
   assert.equal(p.heldBytes, 8);
   assert.equal(p.safePoint(), 5);
@@ -429,7 +491,10 @@ test('PartitionFiles keeps the rest of a file an existing object only partly hol
   const p = core({ maxRecords: 5 });
   for (const o of [10, 11, 12, 13, 14]) add(p, o);
   p.presentThrough(12);
-  assert.deepEqual(p.closed.map((f) => [f.first, f.last, f.records]), [[13, 14, 2]]);
+  assert.deepEqual(
+    p.closed.map((f) => [f.first, f.last, f.records]),
+    [[13, 14, 2]],
+  );
   assert.equal(p.safePoint(), 13);
 });
 
