@@ -80,6 +80,31 @@ async function metric(port: number, name: string): Promise<number> {
   }
 }
 
+/** Where a process's RSS lives: the node binary's own pages, other files (shared libraries), private memory. */
+function rssBreakdown(pid: number): string {
+  const parts = new Map<string, number>();
+  let name = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) name = head[1];
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (!rss) continue;
+    const kind =
+      name === process.execPath || name.endsWith('/bin/node')
+        ? 'node binary'
+        : name.startsWith('/')
+          ? /librdkafka/.test(name)
+            ? 'librdkafka'
+            : 'other files'
+          : 'private';
+    parts.set(kind, (parts.get(kind) ?? 0) + Number(rss[1]) * 1024);
+  }
+  return [...parts]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${mib(v)}`)
+    .join(', ');
+}
+
 /** Self time of a V8 CPU profile, grouped into what a reader can act on. */
 function profileSummary(file: string): string {
   const p = JSON.parse(readFileSync(file, 'utf8')) as {
@@ -227,6 +252,7 @@ async function samplerAtRest(): Promise<void> {
     const perHour = cpu.map((s) => (s * 3600) / IDLE_SECONDS);
     const rss = [sampler, exporter].map((p) => status(p.pid!, 'VmRSS'));
     const anon = [sampler, exporter].map((p) => anonymous(p.pid!));
+    const where = rssBreakdown(sampler.pid!);
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
     cg.forEach((c) => c?.remove());
@@ -239,6 +265,7 @@ async function samplerAtRest(): Promise<void> {
     );
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 60000)'], { stdio: 'ignore' });
     await sleep(1000);
+    say(`  the sampler's RSS: ${where}`);
     say(`  for scale: a bare node process idling has RSS ${mib(status(bare.pid!, 'VmRSS'))} (private ${mib(anonymous(bare.pid!))})`);
     bare.kill();
   } finally {
