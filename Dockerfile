@@ -44,5 +44,5 @@ COPY schema ./schema
 # The official image's unprivileged user (uid 1000); Kubernetes enforces runAsNonRoot on top.
 USER node
 ENTRYPOINT ["tini", "--"]
-# V8 kept lean for the sampler (as its DaemonSet runs it): RSS is what it costs on every node.
-CMD ["node", "--lite-mode", "--max-semi-space-size=1", "dist/sampler.js"]
+# As the sampler's DaemonSet runs it: a small young generation, since RSS is what it costs on every node.
+CMD ["node", "--max-semi-space-size=1", "dist/sampler.js"]

@@ -300,8 +300,10 @@ function putsPer1000(): void {
   );
 }
 
+// BENCH_ONLY=puts|sink|sampler runs one part.
+const only = process.env.BENCH_ONLY;
 build();
-putsPer1000();
-await sinkCatchUp();
-await samplerAtRest();
+if (!only || only === 'puts') putsPer1000();
+if (!only || only === 'sink') await sinkCatchUp();
+if (!only || only === 'sampler') await samplerAtRest();
 console.log('\n--- summary\n' + results.join('\n'));
