@@ -12,7 +12,8 @@ host_snapshot() { # host_snapshot DIR
   # Without -t, iptables-save lists only the tables that exist (with nf_tables, a table is made on
   # first use and stays, empty, after its last rule is gone).
   for tool in iptables ip6tables; do
-    "$tool-save" 2>/dev/null | grep -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' | sort >"$d/$tool"
+    # (no table at all is a normal state: then there is nothing to list)
+    { "$tool-save" 2>/dev/null || true; } | { grep -v '^#' || true; } | sed -E 's/ \[[0-9]+:[0-9]+\]$//' | sort >"$d/$tool"
   done
   ip rule show >"$d/ip-rules"
   ip -4 route show table all | grep -v -E ' (proto kernel|table local) ' | sort >"$d/ip-routes" || true
@@ -28,6 +29,7 @@ host_compare() { # host_compare BEFORE_DIR: prints what differs; returns 1 if an
   now=$(mktemp -d)
   host_snapshot "$now"
   for f in iptables ip6tables ip-rules ip-routes links netns mounts sysctls cgroups; do
+    [ -f "$before/$f" ] || { echo "host: no record of $f from before up"; differ=1; continue; }
     if ! diff -q "$before/$f" "$now/$f" >/dev/null; then
       differ=1
       echo "host: $f differ from before up (< before, > now):"
