@@ -76,6 +76,20 @@ log "egress guard installed and checked: pod and Service addresses cannot be rou
 # ---------------------------------------------------------------- certificates, etcd, control plane
 NODE=$NODE_NAME NODE_IP=$NODE_IP bash "$here/mkpki.sh" "$KS/pki" >/dev/null
 P=$KS/pki
+# Pod Security "restricted" for every namespace but kube-system: no privileged or hostNetwork pod
+# (whose traffic would be the host's, outside the egress guard), and the project's pods are held to
+# the strictest profile (non-root, no capabilities, seccomp, no privilege escalation).
+cat >"$KS/etc/admission.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: PodSecurity
+    configuration:
+      apiVersion: pod-security.admission.config.k8s.io/v1
+      kind: PodSecurityConfiguration
+      defaults: {enforce: restricted, enforce-version: latest, warn: restricted, warn-version: latest}
+      exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}
+YAML
 start etcd "$KB/root/usr/bin/etcd" --name cpu-pipeline --data-dir "$KS/data/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -86,7 +100,8 @@ start kube-apiserver "$KB/bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local --authorization-mode=Node,RBAC \
   --allow-privileged=false --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" \
-  --kubelet-client-key="$P/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP --profiling=false
+  --kubelet-client-key="$P/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP --profiling=false \
+  --admission-control-config-file="$KS/etc/admission.yaml"
 waitfor "kube-apiserver ready" 120 kctl get --raw /readyz
 start kube-controller-manager "$KB/bin/kube-controller-manager" --kubeconfig="$P/controller-manager.kubeconfig" \
   --authentication-kubeconfig="$P/controller-manager.kubeconfig" --authorization-kubeconfig="$P/controller-manager.kubeconfig" \
