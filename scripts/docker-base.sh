@@ -16,12 +16,21 @@
 # intercepting proxy: npm inside the image must trust it), then `docker import`.
 #
 #   bash scripts/docker-base.sh          # as root, with dockerd running
+#   BASE=debian bash scripts/docker-base.sh   # the plain Debian stand-in debian:bookworm-slim (no Node,
+#                                             # no node user, no CA bundle): the local cluster's Kafka
+#                                             # and S3 server images build on it (scripts/cluster/images.sh)
 #
-# Environment: NODE_IMAGE [node:24-bookworm-slim], NODE_MAJOR [24], NPM_MAJOR [11],
+# Environment: BASE [node|debian], NODE_IMAGE [node:24-bookworm-slim], DEBIAN_IMAGE [debian:bookworm-slim],
+# NODE_MAJOR [24], NPM_MAJOR [11],
 # DEBIAN_MIRROR [the bookworm source in apt's configuration], HOST_CA_BUNDLE [/etc/ssl/certs/ca-certificates.crt].
 set -euo pipefail
 
-image=${NODE_IMAGE:-node:24-bookworm-slim}
+base=${BASE:-node}
+case $base in
+  node) image=${NODE_IMAGE:-node:24-bookworm-slim} ;;
+  debian) image=${DEBIAN_IMAGE:-debian:bookworm-slim} ;;
+  *) printf '[docker-base] error: BASE=%s: expected node or debian\n' "$base" >&2; exit 1 ;;
+esac
 node_major=${NODE_MAJOR:-24}
 npm_major=${NPM_MAJOR:-11}
 ca_bundle=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
@@ -110,6 +119,18 @@ find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
 find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
 rm -rf "$root/usr/share/groff/"* "$root/usr/share/info/"* "$root/usr/share/linda/"* \
   "$root/usr/share/lintian/overrides/"* "$root/usr/share/locale/"* "$root/usr/share/man/"*
+
+if [ "$base" = debian ]; then
+  rm -rf "${root:?}/tmp/"*
+  log "docker import $image (Debian $suite minbase)"
+  tar -C "$root" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -c . | docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c "LABEL org.opencontainers.image.description=\"Local stand-in for $image (debootstrap $suite), made by scripts/docker-base.sh\"" \
+    -c 'CMD ["bash"]' \
+    - "$image" >/dev/null
+  log "made $image: $(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+  exit 0
+fi
 
 # 3. Node (binary and headers, for node-gyp) and npm, where the official image has them.
 log "Node $node_major and npm $npm_major from the npm registry"
