@@ -1,0 +1,221 @@
+/**
+ * k8s/overlays/local deployed for real on the project's own cluster (scripts/cluster.sh), applied
+ * unchanged plus one static PersistentVolume for the broker (what a storage provisioner would do;
+ * the cluster has no StorageClass):
+ *   - every pod Ready and the setup Jobs Completed; readings in the overlay's S3 server within two
+ *     sampling intervals, each valid against schema/cpu-reading.v1.schema.json and naming the
+ *     node, the namespace and the sampler's pod;
+ *   - failure drills while readings flow: the broker's pod deleted, the sink's pod killed at once
+ *     (no grace period) during uploads, the sink's Deployment rolled; afterwards every reading the
+ *     broker holds (every one the sampler had confirmed) is in S3 exactly once;
+ *   - `kubectl delete -k` leaves nothing behind.
+ *
+ *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
+ *
+ * Without a cluster the test fails; it never skips.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { root } from '../helpers.ts';
+import {
+  brokerVolume,
+  clusterScript,
+  eventually,
+  exactlyOnce,
+  kubectl,
+  kubectlJson,
+  linesOf,
+  log,
+  parseYaml,
+  parts,
+  readBucket,
+  readTopic,
+  seconds,
+  theNode,
+  validReading,
+  waitReady,
+  type Obj,
+  type S3Object,
+} from './cluster.ts';
+
+const overlay = join(root, 'k8s', 'overlays', 'local');
+
+test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t) => {
+  const nodeName = theNode();
+  const objs = parseYaml(kubectl(['kustomize', overlay]).out);
+  const namespace = objs.find((o) => o.kind === 'Namespace')!.metadata.name;
+  const p = parts(objs);
+  const interval = Number(p.samplerEnv.SAMPLE_INTERVAL_SECONDS);
+  const topic = p.sinkEnv.KAFKA_TOPIC;
+  assert.ok(interval > 0 && topic && p.jobs.length >= 2, 'the overlay has its workloads, jobs, sampling interval and topic');
+
+  brokerVolume(t, p.broker, namespace);
+  let applied = false;
+  t.after(() => {
+    // On failure too: the overlay goes, so that the next run starts clean.
+    if (applied)
+      kubectl(['delete', '-k', overlay, '--ignore-not-found', '--wait=true', '--timeout=180s'], { allowFail: true, timeoutMs: 240_000 });
+  });
+
+  let allReadyAt = 0;
+  await t.test('apply -k: every pod Ready, the setup Jobs Completed, the topic created', () => {
+    const appliedAt = Date.now();
+    applied = true;
+    log(kubectl(['apply', '-k', overlay]).out.trim().split('\n').join(', '));
+    allReadyAt = waitReady(namespace, p.workloads, p.jobs, appliedAt);
+    log(`all pods Ready or Completed ${((allReadyAt - appliedAt) / 1000).toFixed(1)} s after apply`);
+    const topicsJob = p.jobs.find(
+      (j) => j.spec.template.metadata.labels['app.kubernetes.io/component'] === 'setup' && /topic/.test(j.metadata.name),
+    )!;
+    assert.match(
+      kubectl(['-n', namespace, 'logs', `job/${topicsJob.metadata.name}`]).out,
+      new RegExp(`Topic: ${topic}\\s.*PartitionCount: \\d+`),
+    );
+  });
+
+  await t.test('readings from the node are in S3 within two sampling intervals, valid and named', async () => {
+    const { bucket, objects } = await eventually(
+      'two objects in the bucket',
+      () => {
+        const b = readBucket(namespace, p.sink);
+        return b.objects.length >= 2 && b;
+      },
+      4 * interval * 1000 + 2 * Number(p.sinkEnv.FILE_MAX_AGE_SECONDS) * 1000 + 60_000,
+    );
+    const keys = new RegExp(`^${p.sinkEnv.S3_PREFIX}/dt=\\d{4}-\\d{2}-\\d{2}/hour=\\d{2}/${topic}\\+\\d+\\+\\d{10}\\.jsonl(\\.gz)?$`);
+    for (const o of objects) {
+      assert.match(o.key, keys);
+      assert.equal(Number(o.metadata.records), linesOf(o).length, `${o.key}: the records metadata counts its lines`);
+      for (const line of linesOf(o)) {
+        const reading = JSON.parse(line) as { node: string; namespace: string; pod: string };
+        assert.ok(validReading(reading), `${o.key}: ${JSON.stringify(validReading.errors)}`);
+        assert.deepEqual([reading.node, reading.namespace], [nodeName, namespace], 'the reading names the node and the namespace');
+        assert.match(reading.pod, new RegExp(`^${p.sampler.metadata.name}-`), 'the reading names the sampler pod');
+      }
+    }
+    // LastModified has whole seconds: one second of slack. The first object may also hold readings
+    // taken before the sink joined its group: it is timed from Ready, the second from its first window.
+    const [first, second] = objects;
+    const afterReady = (Date.parse(first.lastModified) - allReadyAt) / 1000;
+    const firstWindowEnd = (o: S3Object) => Math.min(...linesOf(o).map((l) => Date.parse(JSON.parse(l).window_end)));
+    const latency = (Date.parse(second.lastModified) - firstWindowEnd(second)) / 1000;
+    log(
+      `s3://${bucket}/${first.key}: ${first.metadata.records} reading(s), written ${afterReady.toFixed(1)} s after all pods were Ready (interval ${interval} s)`,
+    );
+    log(
+      `s3://${bucket}/${second.key}: ${second.metadata.records} reading(s), written ${latency.toFixed(1)} s after its first window ended`,
+    );
+    assert.ok(afterReady <= 2 * interval + 1, `the first object came ${afterReady} s after Ready, more than two sampling intervals`);
+    assert.ok(latency <= 2 * interval + 1, `the second object came ${latency} s after its first window, more than two sampling intervals`);
+  });
+
+  await t.test('drills: broker pod deleted, sink pod killed during uploads, sink rolled; every reading exactly once', async () => {
+    const objectsNow = () => readBucket(namespace, p.sink).objects.length;
+    const moreObjects = async (what: string) => {
+      const before = objectsNow();
+      await eventually(`a new object after ${what}`, () => objectsNow() > before, 4 * interval * 1000 + 120_000, 5000);
+    };
+    const brokerPod = `${p.broker.metadata.name}-0`;
+    let at = Date.now();
+    kubectl(['-n', namespace, 'delete', 'pod', brokerPod, '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+    kubectl(['-n', namespace, 'rollout', 'status', `statefulset/${p.broker.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
+    await moreObjects('the broker came back');
+    log(`drill: broker pod deleted; back and objects written again after ${seconds(at)} s`);
+
+    // Killed mid-stream: SIGKILL at once, whatever it holds (the conditional writes make the replay harmless).
+    at = Date.now();
+    const sinkPod = () =>
+      (kubectlJson(['-n', namespace, 'get', 'pods', '-l', selector(p.sink)]).items as Obj[]).find(
+        (x) => x.status.phase === 'Running' && !('deletionTimestamp' in x.metadata),
+      )!.metadata.name;
+    await eventually(
+      'an upload to interrupt',
+      () => kubectl(['-n', namespace, 'logs', `deploy/${p.sink.metadata.name}`, '--since=15s']).out.includes('"object written"'),
+      60_000,
+      1000,
+    );
+    kubectl(['-n', namespace, 'delete', 'pod', sinkPod(), '--grace-period=0', '--force', '--wait=false'], { allowFail: true });
+    kubectl(['-n', namespace, 'rollout', 'status', `deployment/${p.sink.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
+    await moreObjects('the sink was killed');
+    log(`drill: sink pod killed with no grace period; replaced and writing again after ${seconds(at)} s`);
+
+    at = Date.now();
+    kubectl(['-n', namespace, 'rollout', 'restart', `deployment/${p.sink.metadata.name}`]);
+    kubectl(['-n', namespace, 'rollout', 'status', `deployment/${p.sink.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
+    await moreObjects('the sink was rolled');
+    log(`drill: sink Deployment rolled; writing again after ${seconds(at)} s`);
+
+    // No more readings: the sampler's pod goes (SIGTERM: it flushes what it holds), then the sink
+    // has until its files' age has passed twice to write what is left.
+    kubectl([
+      '-n',
+      namespace,
+      'patch',
+      'daemonset',
+      p.sampler.metadata.name,
+      '--type=merge',
+      '-p',
+      '{"spec":{"template":{"spec":{"nodeSelector":{"cpu-pipeline.e2e/no-node":"true"}}}}}',
+    ]);
+    await eventually(
+      'the sampler pod to be gone',
+      () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', selector(p.sampler)]).items as Obj[]).length === 0,
+      120_000,
+    );
+    const inTopic = readTopic(namespace, p.broker, topic);
+    assert.ok(inTopic.length > 0, 'the topic holds readings');
+    const check = await eventually(
+      'every reading of the topic in S3',
+      () => {
+        const c = exactlyOnce(inTopic, readBucket(namespace, p.sink).objects);
+        return c.missing === 0 && c;
+      },
+      6 * Number(p.sinkEnv.FILE_MAX_AGE_SECONDS) * 1000 + 120_000,
+      5000,
+    );
+    log(`after the drills: ${JSON.stringify(check)}`);
+    const { missing, duplicated, unexpected, overlaps } = check;
+    assert.deepEqual({ missing, duplicated, unexpected, overlaps }, { missing: 0, duplicated: 0, unexpected: 0, overlaps: 0 });
+    assert.equal(check.inS3, check.inTopic);
+  });
+
+  await t.test('delete -k leaves nothing behind', async () => {
+    const at = Date.now();
+    kubectl(['delete', '-k', overlay, '--wait=true', '--timeout=240s'], { timeoutMs: 300_000 });
+    applied = false;
+    await eventually(
+      `namespace ${namespace} to be gone`,
+      () => kubectl(['get', 'namespace', namespace], { allowFail: true }).code !== 0,
+      180_000,
+    );
+    log(`deleted in ${seconds(at)} s`);
+    const left = kubectl([
+      'get',
+      'all,configmaps,secrets,serviceaccounts,persistentvolumeclaims,jobs',
+      '-A',
+      '-l',
+      'app.kubernetes.io/part-of=cpu-pipeline',
+      '-o',
+      'name',
+    ]);
+    assert.equal(left.out.trim(), '', 'no object of the pipeline is left');
+    const pods = (kubectlJson(['get', 'pods', '-A']).items as Obj[]).filter((x) => x.metadata.namespace !== 'kube-system');
+    assert.deepEqual(
+      pods.map((x) => `${x.metadata.namespace}/${x.metadata.name}`),
+      [],
+      'only kube-system pods are left',
+    );
+    const containers = () =>
+      spawnSync('bash', [clusterScript, 'ctr', 'containers', 'ls', '-q', `labels."io.kubernetes.pod.namespace"==${namespace}`], {
+        encoding: 'utf8',
+      }).stdout.trim();
+    await eventually('no container of the namespace left on the node', () => containers() === '', 60_000);
+  });
+});
+
+const selector = (w: Obj) =>
+  Object.entries(w.spec.selector.matchLabels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
