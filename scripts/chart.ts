@@ -6,8 +6,9 @@
  * Before helmify sees the objects, the generated ConfigMap and Secret names lose kustomize's
  * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them;
  * helmify would otherwise freeze the hashes into value keys and template names. helmify runs
- * with -original-name so that object names (the `kafka` Service that KAFKA_BROKERS points at)
- * stay what the programs expect. helmify folds every ServiceAccount into one shared, optional
+ * with -original-name so that object names (the `cpu-kafka` Service that KAFKA_BROKERS points at,
+ * and that the broker advertises) stay what the programs expect; it still trims the names' common
+ * prefix (`cpu-`) from value keys and file names (values `sampler`, `sink`, `kafka`, `kafkaTopics`). helmify folds every ServiceAccount into one shared, optional
  * account used by every pod; that would hand the sink's IAM role (IRSA) to all of them, so the
  * accounts are written back one per workload, as in the manifests, with their annotations as
  * values (serviceAccounts.<name>.annotations). helmify also adds its own

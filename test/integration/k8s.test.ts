@@ -25,10 +25,36 @@ const renderOverlay = (name: string) => {
   assert.equal(r.code, 0, r.err);
   return r.out;
 };
-const renderChart = () => {
-  const r = run(tool('helm'), ['template', 'cpu-pipeline', 'chart', '--namespace', 'default', '--kube-version', kubernetesVersion]);
+// What a user must give the chart (it has no placeholders for them): the image and the sink's IAM role.
+const requiredValues = {
+  'image.repository': '123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
+  'irsa.roleArn': 'arn:aws:iam::123456789012:role/cpu-pipeline-sink',
+};
+const setArgs = (values: Record<string, string>) => Object.entries(values).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+const template = (values: Record<string, string> = {}) =>
+  run(tool('helm'), [
+    'template',
+    'cpu-pipeline',
+    'chart',
+    '--namespace',
+    'default',
+    '--kube-version',
+    kubernetesVersion,
+    ...setArgs({ ...requiredValues, ...values }),
+  ]);
+const renderChart = (values: Record<string, string> = {}) => {
+  const r = template(values);
   assert.equal(r.code, 0, r.err);
   return r.out;
+};
+const chartObjects = (values: Record<string, string> = {}): any[] =>
+  parseAllDocuments(renderChart(values))
+    .map((d) => d.toJS())
+    .filter(Boolean);
+const chartFind = (objs: any[], kind: string, name: string) => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(o, `${kind}/${name} is in the rendered chart`);
+  return o;
 };
 const rendered = () => [...overlays.map((o) => [`overlay ${o}`, renderOverlay(o)]), ['chart', renderChart()]];
 
@@ -58,7 +84,7 @@ test('chart/ is exactly what `npm run chart` generates from the eks overlay', ()
 });
 
 test('helm lint --strict passes on the chart', () => {
-  const r = run(tool('helm'), ['lint', '--strict', 'chart', '--kube-version', kubernetesVersion]);
+  const r = run(tool('helm'), ['lint', '--strict', 'chart', '--kube-version', kubernetesVersion, ...setArgs(requiredValues)]);
   assert.equal(r.code, 0, r.out + r.err);
 });
 
@@ -90,9 +116,7 @@ test('kube-score passes on every overlay and the chart, with each exception writ
 });
 
 test("in the chart, every Service selects the pods of exactly one workload, and the apps' broker is a Service of the chart", () => {
-  const objs = parseAllDocuments(renderChart())
-    .map((d) => d.toJS())
-    .filter(Boolean);
+  const objs = chartObjects();
   const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
   const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
     Object.entries(selector).every(([k, v]) => labels[k] === v);
@@ -102,6 +126,18 @@ test("in the chart, every Service selects the pods of exactly one workload, and 
   }
   for (const w of workloads)
     assert.ok(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${w.metadata.name} selects its own pods`);
+  for (const o of [...workloads, ...objs.filter((x) => x.kind === 'Service')]) {
+    const selector = o.kind === 'Service' ? o.spec.selector : o.spec.selector.matchLabels;
+    assert.equal(selector['app.kubernetes.io/part-of'], 'cpu-pipeline', `${o.kind}/${o.metadata.name} selects only the pipeline's pods`);
+  }
+  const broker = workloads.find((w) => w.kind === 'StatefulSet');
+  const brokers = objs.find((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS).data.KAFKA_BROKERS;
+  const advertised = broker.spec.template.spec.containers[0].env.find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS').value;
+  assert.equal(
+    advertised,
+    `PLAINTEXT://${brokers.replace(':', '.$(POD_NAMESPACE).svc:')}`,
+    'the broker advertises its Service by <name>.<namespace>.svc',
+  );
   const services = new Set(objs.filter((o) => o.kind === 'Service').map((s) => `${s.metadata.name}:${s.spec.ports[0].port}`));
   for (const cm of objs.filter((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS)) {
     assert.ok(
@@ -120,23 +156,15 @@ test("in the chart, every Service selects the pods of exactly one workload, and 
 });
 
 test('in the chart, the aws-secret name and its key names are values', () => {
-  const r = run(tool('helm'), [
-    'template',
-    'cpu-pipeline',
-    'chart',
-    '--kube-version',
-    kubernetesVersion,
-    '--set',
-    'secrets.awsSecret.name=my-aws',
-    '--set',
-    'secrets.awsSecret.keys.awsAccessKeyId=AccessKeyId',
-    '--set',
-    'secrets.awsSecret.keys.awsSecretAccessKey=SecretAccessKey',
-  ]);
-  assert.equal(r.code, 0, r.err);
-  const sink = parseAllDocuments(r.out)
-    .map((d) => d.toJS())
-    .find((o) => o?.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
+  const sink = chartFind(
+    chartObjects({
+      'secrets.awsSecret.name': 'my-aws',
+      'secrets.awsSecret.keys.awsAccessKeyId': 'AccessKeyId',
+      'secrets.awsSecret.keys.awsSecretAccessKey': 'SecretAccessKey',
+    }),
+    'Deployment',
+    'cpu-sink',
+  );
   const refs = sink.spec.template.spec.containers[0].env
     .filter((e: any) => e.valueFrom?.secretKeyRef)
     .map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);

@@ -42,6 +42,9 @@ const find = (objs: Obj[], kind: string, name: string) => {
   return o;
 };
 
+/** The Job that creates the topics. */
+const findTopicsJob = (objs: Obj[]) => find(objs, 'Job', 'cpu-kafka-topics');
+
 /** The environment a container would get: envFrom ConfigMaps and Secrets, then env (Downward API and secrets get stand-ins). */
 function containerEnv(objs: Obj[], container: any): Record<string, string> {
   const env: Record<string, string> = {};
@@ -119,14 +122,12 @@ for (const overlay of overlays) {
 
   test(`overlay ${overlay}: the apps, the topic job and the Kafka Service agree on the broker address and the topics`, () => {
     const objs = render(join(root, 'k8s', 'overlays', overlay));
-    const service = find(objs, 'Service', 'kafka');
-    const broker = find(objs, 'StatefulSet', 'kafka').spec.template.spec;
-    const advertised = broker.containers[0].env.find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS').value;
-    assert.equal(advertised, `PLAINTEXT://kafka:${service.spec.ports[0].port}`, 'the broker advertises the Service');
+    const service = find(objs, 'Service', 'cpu-kafka');
+    const broker = find(objs, 'StatefulSet', 'cpu-kafka').spec.template.spec;
     assert.equal(broker.enableServiceLinks, false, 'no KAFKA_* service-link variables reach the broker');
-    const topicsJob = find(objs, 'Job', 'kafka-topics').spec.template.spec.containers[0];
+    const topicsJob = findTopicsJob(objs).spec.template.spec.containers[0];
     const topics = containerEnv(objs, topicsJob);
-    assert.equal(topics.BOOTSTRAP, `kafka:${service.spec.ports[0].port}`);
+    assert.equal(topics.BOOTSTRAP, `cpu-kafka:${service.spec.ports[0].port}`);
     for (const [kind, name] of [
       ['DaemonSet', 'cpu-sampler'],
       ['Deployment', 'cpu-sink'],
@@ -138,6 +139,61 @@ for (const overlay of overlays) {
     const sinkEnv = containerEnv(objs, find(objs, 'Deployment', 'cpu-sink').spec.template.spec.containers[0]);
     assert.equal(sinkEnv.KAFKA_DLQ_TOPIC, topics.DLQ_TOPIC, 'the sink dead-letters into the topic the job creates');
   });
+
+  test(`overlay ${overlay}: the broker advertises <service>.<namespace>.svc, which clients in any namespace resolve`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    // The broker and the Service in front of it, found by what selects what rather than by name.
+    const [statefulSet] = objs.filter((o) => o.kind === 'StatefulSet');
+    const podLabels = statefulSet.spec.template.metadata.labels;
+    const service = objs.find(
+      (o) => o.kind === 'Service' && o.spec.clusterIP !== 'None' && Object.entries(o.spec.selector).every(([k, v]) => podLabels[k] === v),
+    );
+    assert.ok(service, 'a ClusterIP Service selects the broker');
+    const env: any[] = statefulSet.spec.template.spec.containers[0].env;
+    const at = (name: string) => env.findIndex((e) => e.name === name);
+    const listener = env[at('KAFKA_ADVERTISED_LISTENERS')].value;
+    const port = service.spec.ports.find((p: any) => p.name === 'client').port;
+    assert.equal(listener, `PLAINTEXT://${service.metadata.name}.$(POD_NAMESPACE).svc:${port}`);
+    assert.equal(env[at('POD_NAMESPACE')]?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace', 'the namespace from the Downward API');
+    assert.ok(at('POD_NAMESPACE') < at('KAFKA_ADVERTISED_LISTENERS'), 'POD_NAMESPACE comes first: $(VAR) only expands earlier variables');
+    assert.match(statefulSet.spec.template.spec.containers[0].args[0], /advertised\.listeners=\$KAFKA_ADVERTISED_LISTENERS/);
+    // What the kubelet makes of it: the Service's name in the namespace the overlay deploys into,
+    // with no cluster domain assumed (the resolver's search list adds it).
+    const expanded = listener.replace('$(POD_NAMESPACE)', statefulSet.metadata.namespace!);
+    assert.equal(expanded, `PLAINTEXT://${service.metadata.name}.${service.metadata.namespace}.svc:${port}`);
+  });
+
+  test(`overlay ${overlay}: the pipeline's objects have names of their own, and every selector includes part-of cpu-pipeline`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    // Kafka's usual names (kafka, kafka-headless, kafka-topics, kafka-config) are taken by any other
+    // Kafka in a shared namespace; ours all start with cpu-.
+    const base = render(join(root, 'k8s', 'base'));
+    assert.deepEqual(
+      base.filter((o) => !o.metadata.name.startsWith('cpu-')).map((o) => `${o.kind}/${o.metadata.name}`),
+      [],
+      'every object of the pipeline is named cpu-*',
+    );
+    const unhashed = (name: string) => name.replace(/-[a-z0-9]{10}$/, ''); // generated names and the topic Job's
+    for (const o of base) {
+      const rendered = objs.filter((x) => x.kind === o.kind && unhashed(x.metadata.name) === unhashed(o.metadata.name));
+      assert.equal(rendered.length, 1, `${o.kind}/${o.metadata.name} keeps its name in the overlay`);
+    }
+    const selectors = objs.flatMap((o) =>
+      o.kind === 'Service'
+        ? [[`Service/${o.metadata.name}`, o.spec.selector]]
+        : ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)
+          ? [[`${o.kind}/${o.metadata.name}`, o.spec.selector.matchLabels]]
+          : [],
+    );
+    assert.ok(selectors.length >= 5);
+    for (const [what, selector] of selectors) {
+      assert.equal(selector['app.kubernetes.io/part-of'], 'cpu-pipeline', `${what} selects only the pipeline's pods`);
+      assert.ok(selector['app.kubernetes.io/name'], `${what} selects by name too`);
+    }
+    const statefulSet = find(objs, 'StatefulSet', 'cpu-kafka');
+    const headless = find(objs, 'Service', statefulSet.spec.serviceName);
+    assert.equal(headless.spec.clusterIP, 'None', "the StatefulSet's serviceName is its headless Service");
+  });
 }
 
 test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as the alternative, in its namespace', () => {
@@ -146,7 +202,7 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
   const env = containerEnv(objs, sinkPod.spec.template.spec.containers[0]);
   assert.equal(env.S3_BUCKET, 'elementor-data-candidates-bucket');
   assert.equal(env.S3_REGION, 'eu-west-1');
-  assert.equal(env.S3_ENDPOINT, undefined);
+  assert.equal(env.S3_ENDPOINT || undefined, undefined, "AWS's own endpoint");
   const sa = find(objs, 'ServiceAccount', sinkPod.spec.template.spec.serviceAccountName);
   assert.match(sa.metadata.annotations!['eks.amazonaws.com/role-arn'], /^arn:aws:iam::\d{12}:role\//);
   const fromSecret = sinkPod.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === 'aws-secret');
