@@ -4,8 +4,9 @@
  * on any difference (`npm run chart -- --check`).
  *
  * Before helmify sees the objects, the generated ConfigMap and Secret names lose kustomize's
- * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them;
- * helmify would otherwise freeze the hashes into value keys and template names. helmify runs
+ * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them
+ * and the topic Job named after its ConfigMap; helmify would otherwise freeze the hashes into value
+ * keys and template names. Jobs become post-install/post-upgrade hooks, replaced on every upgrade. helmify runs
  * with -original-name so that object names (the `cpu-kafka` Service that KAFKA_BROKERS points at,
  * and that the broker advertises) stay what the programs expect; it still trims the names' common
  * prefix (`cpu-`) from value keys and file names (values `sampler`, `sink`, `kafka`, `kafkaTopics`). helmify folds every ServiceAccount into one shared, optional
@@ -64,6 +65,26 @@ export function withoutHashSuffixes(manifests: string): string {
     return v;
   };
   return docs.map((d) => stringify(rename(d))).join('---\n');
+}
+
+/**
+ * Jobs become Helm hooks (see the header): a Job's pod template is immutable, so `helm upgrade`
+ * could not patch it; a post-install/post-upgrade hook with before-hook-creation is replaced
+ * instead. The image copy in a Job's ConfigMap that names the Job in kustomize (JOB_IMAGE,
+ * k8s/base/kafka/kustomizeconfig.yaml) has no use here and goes.
+ */
+export function jobsAsHooks(manifests: string): string {
+  const docs = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest & { data?: Record<string, string> });
+  for (const d of docs) {
+    if (d.kind === 'ConfigMap') delete d.data?.JOB_IMAGE;
+    if (d.kind !== 'Job') continue;
+    d.metadata.annotations = {
+      ...d.metadata.annotations,
+      'helm.sh/hook': 'post-install,post-upgrade',
+      'helm.sh/hook-delete-policy': 'before-hook-creation',
+    };
+  }
+  return docs.map((d) => stringify(d)).join('---\n');
 }
 
 type Manifest = {
@@ -175,7 +196,7 @@ function secretRefsAsValues(chart: string): void {
   writeFileSync(valuesPath, stringify(values, { sortMapEntries: true }));
 }
 
-const manifests = withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)]));
+const manifests = jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)])));
 const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
 const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
 const target = join(out, 'cpu-pipeline');

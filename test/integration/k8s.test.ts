@@ -14,7 +14,12 @@ import { kubernetesVersion, schemaRoot, tool } from '../../scripts/k8s-tools.ts'
 import { root } from '../helpers.ts';
 
 function run(cmd: string, args: string[], input?: string) {
-  const r = spawnSync(cmd, args, { cwd: root, input, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    input,
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
   if (r.error) throw r.error;
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -172,4 +177,18 @@ test('in the chart, the aws-secret name and its key names are values', () => {
     ['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'],
     ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey'],
   ]);
+});
+
+test('in the chart, the topic Job is a post-install and post-upgrade hook, replaced on every upgrade instead of patched', () => {
+  const job = chartFind(chartObjects(), 'Job', 'cpu-kafka-topics');
+  const a = job.metadata.annotations ?? {};
+  assert.deepEqual(a['helm.sh/hook']?.split(',').sort(), ['post-install', 'post-upgrade']);
+  assert.equal(a['helm.sh/hook-delete-policy'], 'before-hook-creation');
+  assert.ok(job.spec.ttlSecondsAfterFinished >= 300, 'a finished Job goes by itself, after `kubectl wait` has seen it');
+  assert.ok(
+    chartObjects().some(
+      (o) => o.kind === 'ConfigMap' && o.metadata.name === job.spec.template.spec.containers[0].envFrom[0].configMapRef.name,
+    ),
+    'its settings are a ConfigMap of the release (installed before post-install hooks run)',
+  );
 });

@@ -7,9 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument, stringify } from 'yaml';
 import { freePort } from '../../scripts/kafka.ts';
 import { loadConfig as samplerConfig } from '../../sampler.ts';
 import { loadConfig as sinkConfig } from '../../sink.ts';
@@ -17,7 +18,11 @@ import { httpGet, root, runCommand, s3ForTest, sharedKafka, uniqueName, waitFor 
 
 type Obj = {
   kind: string;
-  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    annotations?: Record<string, string>;
+  };
   spec?: any;
   data?: Record<string, string>;
 };
@@ -27,7 +32,10 @@ const overlays = readdirSync(join(root, 'k8s', 'overlays'));
 function render(dir: string): Obj[] {
   let out: string;
   try {
-    out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    out = execFileSync('kubectl', ['kustomize', dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') throw new Error('kubectl (with its built-in kustomize) is required to render the manifests');
@@ -42,8 +50,24 @@ const find = (objs: Obj[], kind: string, name: string) => {
   return o;
 };
 
-/** The Job that creates the topics. */
-const findTopicsJob = (objs: Obj[]) => find(objs, 'Job', 'cpu-kafka-topics');
+/** The Job that creates the topics: cpu-kafka-topics-<hash of its settings and image>. */
+const findTopicsJob = (objs: Obj[]) => {
+  const jobs = objs.filter((o) => o.kind === 'Job' && /^cpu-kafka-topics-[a-z0-9]{10}$/.test(o.metadata.name));
+  assert.equal(jobs.length, 1, 'one cpu-kafka-topics-<hash> Job');
+  return jobs[0];
+};
+
+/** Renders an overlay from a copy of k8s/ that `edit` may change first. */
+function renderEdited(overlay: string, edit?: (dir: string) => void): Obj[] {
+  const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-k8s-'));
+  try {
+    cpSync(join(root, 'k8s'), dir, { recursive: true });
+    edit?.(dir);
+    return render(join(dir, 'overlays', overlay));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** The environment a container would get: envFrom ConfigMaps and Secrets, then env (Downward API and secrets get stand-ins). */
 function containerEnv(objs: Obj[], container: any): Record<string, string> {
@@ -193,6 +217,28 @@ for (const overlay of overlays) {
     const statefulSet = find(objs, 'StatefulSet', 'cpu-kafka');
     const headless = find(objs, 'Service', statefulSet.spec.serviceName);
     assert.equal(headless.spec.clusterIP, 'None', "the StatefulSet's serviceName is its headless Service");
+  });
+
+  test(`overlay ${overlay}: the topic Job is named after its settings and image, so re-applying after a change makes a new Job`, () => {
+    // A Job's pod template is immutable: re-applying a changed Job under the same name fails.
+    const job = (edit?: (dir: string) => void) => findTopicsJob(renderEdited(overlay, edit));
+    const before = job();
+    assert.equal(job().metadata.name, before.metadata.name, 'unchanged settings: the same Job, so re-applying changes nothing');
+    const topicsChanged = job((dir) => {
+      const env = join(dir, 'base', 'kafka', 'topics.env');
+      writeFileSync(env, readFileSync(env, 'utf8').replace(/^PARTITIONS=.*$/m, 'PARTITIONS=6'));
+    });
+    assert.notEqual(topicsChanged.metadata.name, before.metadata.name, 'a change to topics.env names a new Job');
+    const imageChanged = job((dir) => {
+      const path = join(dir, 'overlays', overlay, 'kustomization.yaml');
+      const k = parseDocument(readFileSync(path, 'utf8')).toJS();
+      k.images = [...(k.images ?? []), { name: 'apache/kafka', newTag: '9.9.9' }];
+      writeFileSync(path, stringify(k));
+    });
+    assert.equal(imageChanged.spec.template.spec.containers[0].image, 'apache/kafka:9.9.9');
+    assert.notEqual(imageChanged.metadata.name, before.metadata.name, "a change to the Job's image names a new Job");
+    // Finished Jobs go away by themselves, but not before `kubectl wait --for=condition=Complete` can see them.
+    assert.ok(before.spec.ttlSecondsAfterFinished >= 300, 'a finished Job stays at least 5 minutes');
   });
 }
 
