@@ -166,6 +166,7 @@ test('in the chart, the aws-secret name and its key names are values', () => {
       'secrets.awsSecret.name': 'my-aws',
       'secrets.awsSecret.keys.awsAccessKeyId': 'AccessKeyId',
       'secrets.awsSecret.keys.awsSecretAccessKey': 'SecretAccessKey',
+      'secrets.awsSecret.keys.awsSessionToken': 'SessionToken',
     }),
     'Deployment',
     'cpu-sink',
@@ -176,6 +177,7 @@ test('in the chart, the aws-secret name and its key names are values', () => {
   assert.deepEqual(refs, [
     ['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'],
     ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey'],
+    ['AWS_SESSION_TOKEN', 'my-aws', 'SessionToken'],
   ]);
 });
 

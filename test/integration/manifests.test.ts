@@ -257,10 +257,15 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
     [
       ['AWS_ACCESS_KEY_ID', 'aws_access_key_id'],
       ['AWS_SECRET_ACCESS_KEY', 'aws_secret_access_key'],
+      ['AWS_SESSION_TOKEN', 'aws_session_token'],
     ],
   );
   assert.ok(
-    objs.every((o) => o.metadata.namespace === 'default'),
+    fromSecret.every((e: any) => e.valueFrom.secretKeyRef.optional === true),
+    'every key is optional: without the Secret, IRSA; without a session token, long-term keys',
+  );
+  assert.ok(
+    objs.filter((o) => o.kind !== 'StorageClass').every((o) => o.metadata.namespace === 'default'),
     'everything in default, where aws-secret is',
   );
 });
