@@ -240,6 +240,23 @@ for (const overlay of overlays) {
     // Finished Jobs go away by themselves, but not before `kubectl wait --for=condition=Complete` can see them.
     assert.ok(before.spec.ttlSecondsAfterFinished >= 300, 'a finished Job stays at least 5 minutes');
   });
+
+  test(`overlay ${overlay}: the apps run only on Linux amd64 nodes, and the sampler never on Fargate`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    for (const [kind, name] of [
+      ['DaemonSet', 'cpu-sampler'],
+      ['Deployment', 'cpu-sink'],
+    ] as const) {
+      const terms = find(objs, kind, name).spec.template.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+        ?.nodeSelectorTerms;
+      assert.equal(terms?.length, 1, `${name} has one required node selector term`);
+      const exprs = Object.fromEntries(terms[0].matchExpressions.map((e: any) => [e.key, [e.operator, e.values]]));
+      assert.deepEqual(exprs['kubernetes.io/os'], ['In', ['linux']], `${name}: Linux nodes only`);
+      assert.deepEqual(exprs['kubernetes.io/arch'], ['In', ['amd64']], `${name}: the image is amd64 only`);
+      if (kind === 'DaemonSet')
+        assert.deepEqual(exprs['eks.amazonaws.com/compute-type'], ['NotIn', ['fargate']], 'no DaemonSet pod on Fargate');
+    }
+  });
 }
 
 test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as the alternative, in its namespace', () => {
