@@ -196,6 +196,58 @@ function secretRefsAsValues(chart: string): void {
   writeFileSync(valuesPath, stringify(values, { sortMapEntries: true }));
 }
 
+/** Reads values.yaml, lets `edit` change it, writes it back sorted (as helmify does). */
+function editValues(chart: string, edit: (values: Record<string, any>) => void): void {
+  const path = join(chart, 'values.yaml');
+  const values = parseDocument(readFileSync(path, 'utf8')).toJS() as Record<string, any>;
+  edit(values);
+  writeFileSync(path, stringify(values, { sortMapEntries: true }));
+}
+
+/** Every template file: its path and text. */
+const templateFiles = (chart: string) =>
+  readdirSync(join(chart, 'templates'))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => ({ path: join(chart, 'templates', f), text: readFileSync(join(chart, 'templates', f), 'utf8') }));
+
+/**
+ * The storage class of each volume claim as a value next to its size
+ * (<workload>.volumeClaims.<claim>.storageClassName; empty: the cluster's default class): helmify
+ * writes the class literally and templates the whole claim value under `resources:`, where a
+ * --set storageClassName would land. The overlay's own StorageClass is made only when
+ * storageClass.create is on and a claim uses it.
+ */
+function storageClassesAsValues(chart: string, objects: Manifest[]): void {
+  const classes = objects.filter((o) => o.kind === 'StorageClass').map((o) => o.metadata.name);
+  if (classes.length > 1) throw new Error(`one StorageClass expected in ${overlay}, found ${classes.join(', ')}; review scripts/chart.ts`);
+  const claims: Array<[path: string, storageClass: string]> = [];
+  for (const { path, text } of templateFiles(chart)) {
+    const out = text.replace(
+      /^( +)resources: \{\{ (\.Values\.[\w.]+\.volumeClaims\.\w+) \| toYaml \| nindent (\d+) \}\}\n(?:\1storageClassName: (\S+)\n)?/gm,
+      (_, indent: string, value: string, n: string, sc?: string) => {
+        claims.push([value.slice('.Values.'.length), sc ?? '']);
+        return (
+          `${indent}resources: {{- pick ${value} "requests" "limits" | toYaml | nindent ${n} }}\n` +
+          `${indent}{{- with ${value}.storageClassName }}\n${indent}storageClassName: {{ . }}\n${indent}{{- end }}\n`
+        );
+      },
+    );
+    if (out !== text) writeFileSync(path, out);
+  }
+  for (const { path, text } of templateFiles(chart).filter((t) => /^kind: StorageClass$/m.test(t.text))) {
+    const used = claims.map(([v]) => `(eq .Values.${v}.storageClassName "${classes[0]}")`);
+    if (used.length === 0) throw new Error(`no volume claim uses the StorageClass ${classes[0]}; review scripts/chart.ts`);
+    writeFileSync(path, `{{- if and .Values.storageClass.create (or ${used.join(' ')}) }}\n${text.trimEnd()}\n{{- end }}\n`);
+  }
+  editValues(chart, (values) => {
+    for (const [path, sc] of claims) {
+      const claim = path.split('.').reduce((o, k) => o[k], values);
+      claim.storageClassName = sc;
+    }
+    if (classes.length) values.storageClass = { create: true };
+  });
+}
+
 const manifests = jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)])));
 const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
 const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
@@ -205,6 +257,7 @@ restoreServiceAccounts(target, objects);
 fixSelectors(target);
 restoreHeadlessServices(target, objects);
 secretRefsAsValues(target);
+storageClassesAsValues(target, objects);
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.
 const chartYaml = join(target, 'Chart.yaml');

@@ -194,3 +194,22 @@ test('in the chart, the topic Job is a post-install and post-upgrade hook, repla
     'its settings are a ConfigMap of the release (installed before post-install hooks run)',
   );
 });
+
+test("in the chart, the broker's StorageClass is a value that --set reaches; empty means the cluster's default", () => {
+  const claim = (objs: any[]) => chartFind(objs, 'StatefulSet', 'cpu-kafka').spec.volumeClaimTemplates[0].spec;
+  const byDefault = chartObjects();
+  const sc = chartFind(byDefault, 'StorageClass', claim(byDefault).storageClassName);
+  assert.equal(sc.provisioner, 'ebs.csi.aws.com');
+  const gp2 = chartObjects({
+    'kafka.volumeClaims.data.storageClassName': 'gp2',
+    'storageClass.create': 'false',
+  });
+  assert.equal(claim(gp2).storageClassName, 'gp2');
+  assert.deepEqual(claim(gp2).resources, { requests: { storage: '10Gi' } }, 'the class is not put under resources');
+  assert.ok(!gp2.some((o) => o.kind === 'StorageClass'), 'storageClass.create=false makes none');
+  const clusterDefault = chartObjects({
+    'kafka.volumeClaims.data.storageClassName': '',
+  });
+  assert.equal(claim(clusterDefault).storageClassName, undefined, "no storageClassName: the cluster's default class");
+  assert.ok(!clusterDefault.some((o) => o.kind === 'StorageClass'));
+});

@@ -287,6 +287,21 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
   );
 });
 
+test("overlay eks: the broker's volume comes from the overlay's own gp3 StorageClass on the EBS CSI driver", () => {
+  const objs = render(join(root, 'k8s', 'overlays', 'eks'));
+  const claim = find(objs, 'StatefulSet', 'cpu-kafka').spec.volumeClaimTemplates[0];
+  const sc: any = find(objs, 'StorageClass', claim.spec.storageClassName);
+  assert.equal(
+    sc.provisioner,
+    'ebs.csi.aws.com',
+    'the EBS CSI driver (gp2 of the in-tree plugin needs it too, and is not a default on new clusters)',
+  );
+  assert.equal(sc.volumeBindingMode, 'WaitForFirstConsumer', "the volume is made in the zone of the broker's node");
+  assert.equal(sc.parameters.type, 'gp3');
+  assert.equal(sc.parameters.encrypted, 'true');
+  assert.equal(sc.metadata.annotations?.['storageclass.kubernetes.io/is-default-class'], undefined, "not the cluster's default");
+});
+
 test("the programs started with the env of the rendered local overlay answer on the manifests' probe paths", async (t) => {
   const objs = render(join(root, 'k8s', 'overlays', 'local'));
   const bootstrap = sharedKafka();
