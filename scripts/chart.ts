@@ -85,7 +85,7 @@ export function withoutHashSuffixes(manifests: string): string {
  * Jobs become Helm hooks (see the header): a Job's pod template is immutable, so `helm upgrade`
  * could not patch it; a post-install/post-upgrade hook with before-hook-creation is replaced
  * instead. The image copy in a Job's ConfigMap that names the Job in kustomize (JOB_IMAGE,
- * k8s/base/kafka/kustomizeconfig.yaml) has no use here and goes.
+ * k8s/base/kafka-topics/kustomizeconfig.yaml) has no use here and goes.
  */
 export function jobsAsHooks(manifests: string): string {
   const docs = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest & { data?: Record<string, string> });

@@ -21,6 +21,7 @@ type Obj = {
   metadata: {
     name: string;
     namespace?: string;
+    labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
   spec?: any;
@@ -225,7 +226,7 @@ for (const overlay of overlays) {
     const before = job();
     assert.equal(job().metadata.name, before.metadata.name, 'unchanged settings: the same Job, so re-applying changes nothing');
     const topicsChanged = job((dir) => {
-      const env = join(dir, 'base', 'kafka', 'topics.env');
+      const env = join(dir, 'base', 'kafka-topics', 'topics.env');
       writeFileSync(env, readFileSync(env, 'utf8').replace(/^PARTITIONS=.*$/m, 'PARTITIONS=6'));
     });
     assert.notEqual(topicsChanged.metadata.name, before.metadata.name, 'a change to topics.env names a new Job');
@@ -237,6 +238,11 @@ for (const overlay of overlays) {
     });
     assert.equal(imageChanged.spec.template.spec.containers[0].image, 'apache/kafka:9.9.9');
     assert.notEqual(imageChanged.metadata.name, before.metadata.name, "a change to the Job's image names a new Job");
+    assert.equal(
+      before.metadata.labels?.['app.kubernetes.io/name'],
+      'kafka-topics',
+      'found without knowing its hash: kubectl wait -l app.kubernetes.io/name=kafka-topics',
+    );
     // Finished Jobs go away by themselves, but not before `kubectl wait --for=condition=Complete` can see them.
     assert.ok(before.spec.ttlSecondsAfterFinished >= 300, 'a finished Job stays at least 5 minutes');
   });
