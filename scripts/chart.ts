@@ -4,20 +4,36 @@
  * on any difference (`npm run chart -- --check`).
  *
  * Before helmify sees the objects, the generated ConfigMap and Secret names lose kustomize's
- * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them;
- * helmify would otherwise freeze the hashes into value keys and template names. helmify runs
- * with -original-name so that object names (the `kafka` Service that KAFKA_BROKERS points at)
- * stay what the programs expect. helmify folds every ServiceAccount into one shared, optional
- * account used by every pod; that would hand the sink's IAM role (IRSA) to all of them, so the
- * accounts are written back one per workload, as in the manifests, with their annotations as
- * values (serviceAccounts.<name>.annotations). helmify also adds its own
- * `app.kubernetes.io/name: <chart>` to every selector, on top of ours (so the kafka Service would
- * select the apps' pods), and forgets StatefulSet pods: its selector helper is cut down to the
- * release label, which is then added to the StatefulSet too. It drops `clusterIP: None` and
- * `publishNotReadyAddresses` from headless Services; they are put back. Secret references (the
- * aws-secret name and its key names) become values, secrets.<name>.name and .keys.<key>, since
- * helmify leaves them literal. Then chart/README.md (not touched by
- * helmify) is kept, and Chart.yaml gets the project's version and description.
+ * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them
+ * and the topic Job named after its ConfigMap; helmify would otherwise freeze the hashes into
+ * value keys and template names. Jobs become post-install/post-upgrade hooks, replaced on every
+ * upgrade (a Job's pod template is immutable). helmify runs with -original-name so that object
+ * names (the `cpu-kafka` Service that KAFKA_BROKERS points at, and that the broker advertises)
+ * stay what the programs expect; it still trims the names' common prefix (`cpu-`) from value keys
+ * and file names (values `sampler`, `sink`, `kafka`, `kafkaTopics`).
+ *
+ * Then deterministic repairs and additions, each in its own function below:
+ * - helmify folds every ServiceAccount into one shared, optional account used by every pod; that
+ *   would hand the sink's IAM role (IRSA) to all of them, so the accounts are written back one
+ *   per workload, as in the manifests, with serviceAccounts.<name>.create/.name/.annotations; the
+ *   overlay's role ARN (a placeholder) becomes irsa.roleArn, required unless irsa.enabled=false.
+ * - helmify adds its own `app.kubernetes.io/name: <chart>` to every selector, on top of ours (so
+ *   the cpu-kafka Service would select the apps' pods), and forgets StatefulSet pods: its selector
+ *   helper is cut down to the release label, which is then added to the StatefulSet too.
+ * - It drops `clusterIP: None` and `publishNotReadyAddresses` from headless Services; put back.
+ * - Secret references (the aws-secret name and its key names) become values,
+ *   secrets.<name>.name and .keys.<key>, since helmify leaves them literal.
+ * - The volume claim's storage class becomes a value beside its size (helmify writes it literally
+ *   and templates the claim value under `resources:`); the overlay's StorageClass is made only
+ *   when storageClass.create is on and the claim uses it.
+ * - The project's image (the overlay's placeholder registry) becomes one required value,
+ *   image.repository (+ image.tag).
+ * - The KUBERNETES_CLUSTER_DOMAIN variable helmify gives every container goes: nothing reads it.
+ * - Every workload's pods get <workload>.affinity and .podAnnotations (nodeSelector and
+ *   tolerations helmify makes itself), and all pods imagePullSecrets.
+ * - chart-extra/ (hand-written: templates/NOTES.txt and the `helm test` pod) is copied in, so
+ *   --check verifies it too; chart/README.md (not touched by helmify) is kept, and Chart.yaml gets
+ *   the project's version and description.
  *
  * Needs kubectl (its built-in kustomize) and helmify (`npm run k8s-tools` builds it into .cache/bin).
  */
@@ -33,7 +49,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const overlay = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 'k8s/overlays/eks';
 const check = process.argv.includes('--check');
 const chartDir = join(root, 'chart');
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; description: string };
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string; description: string };
 
 function run(cmd: string, args: string[], input?: string): string {
   const r = spawnSync(cmd, args, { input, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
@@ -65,6 +81,26 @@ export function withoutHashSuffixes(manifests: string): string {
   return docs.map((d) => stringify(rename(d))).join('---\n');
 }
 
+/**
+ * Jobs become Helm hooks (see the header): a Job's pod template is immutable, so `helm upgrade`
+ * could not patch it; a post-install/post-upgrade hook with before-hook-creation is replaced
+ * instead. The image copy in a Job's ConfigMap that names the Job in kustomize (JOB_IMAGE,
+ * k8s/base/kafka-topics/kustomizeconfig.yaml) has no use here and goes.
+ */
+export function jobsAsHooks(manifests: string): string {
+  const docs = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest & { data?: Record<string, string> });
+  for (const d of docs) {
+    if (d.kind === 'ConfigMap') delete d.data?.JOB_IMAGE;
+    if (d.kind !== 'Job') continue;
+    d.metadata.annotations = {
+      ...d.metadata.annotations,
+      'helm.sh/hook': 'post-install,post-upgrade',
+      'helm.sh/hook-delete-policy': 'before-hook-creation',
+    };
+  }
+  return docs.map((d) => stringify(d)).join('---\n');
+}
+
 type Manifest = {
   kind: string;
   metadata: { name: string; annotations?: Record<string, string> };
@@ -74,44 +110,169 @@ type Manifest = {
 
 const camel = (name: string) => name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
-/** Puts back one ServiceAccount per workload, as the manifests have them (see the header). */
+/** Reads values.yaml, lets `edit` change it, writes it back sorted (as helmify does). */
+function editValues(chart: string, edit: (values: Record<string, any>) => void): void {
+  const path = join(chart, 'values.yaml');
+  const values = parseDocument(readFileSync(path, 'utf8')).toJS() as Record<string, any>;
+  edit(values);
+  writeFileSync(path, stringify(values, { sortMapEntries: true }));
+}
+
+/** Every template file: its path and text. */
+const templateFiles = (chart: string) =>
+  readdirSync(join(chart, 'templates'))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => ({ path: join(chart, 'templates', f), text: readFileSync(join(chart, 'templates', f), 'utf8') }));
+
+const roleArnKey = 'eks.amazonaws.com/role-arn';
+
+/**
+ * Puts back one ServiceAccount per workload, as the manifests have them (see the header), each
+ * with serviceAccounts.<name>.create (false: made elsewhere, e.g. by eksctl), .name (empty: the
+ * manifest's name) and .annotations. The IAM role annotation (IRSA) becomes irsa.roleArn, which
+ * is required while irsa.enabled is on and the chart makes the account; no placeholder account id.
+ */
 function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
   const accounts = objects.filter((o) => o.kind === 'ServiceAccount');
   writeFileSync(
     join(chart, 'templates', 'serviceaccount.yaml'),
     accounts
-      .map((a) =>
-        [
+      .map((a) => {
+        const v = `.Values.serviceAccounts.${camel(a.metadata.name)}`;
+        const annotations =
+          a.metadata.annotations?.[roleArnKey] === undefined
+            ? [`  {{- with ${v}.annotations }}`]
+            : [
+                `  {{- $annotations := deepCopy (${v}.annotations | default dict) }}`,
+                '  {{- if .Values.irsa.enabled }}',
+                `  {{- $_ := set $annotations "${roleArnKey}" (required "irsa.roleArn is required: the IAM role the sink assumes (IRSA), arn:aws:iam::<account>:role/<name>; or irsa.enabled=false for keys from the Secret secrets.awsSecret.name only" .Values.irsa.roleArn) }}`,
+                '  {{- end }}',
+                '  {{- with $annotations }}',
+              ];
+        return [
+          `{{- if ${v}.create }}`,
+          '---',
           'apiVersion: v1',
           'kind: ServiceAccount',
           'metadata:',
-          `  name: ${a.metadata.name}`,
+          `  name: {{ ${v}.name | default "${a.metadata.name}" }}`,
           '  labels:',
           '  {{- include "cpu-pipeline.labels" . | nindent 4 }}',
-          `  {{- with .Values.serviceAccounts.${camel(a.metadata.name)}.annotations }}`,
+          ...annotations,
           '  annotations:',
           '    {{- toYaml . | nindent 4 }}',
           '  {{- end }}',
           `automountServiceAccountToken: ${a.automountServiceAccountToken ?? true}`,
-        ].join('\n'),
-      )
-      .join('\n---\n') + '\n',
+          '{{- end }}',
+        ].join('\n');
+      })
+      .join('\n') + '\n',
   );
-  for (const file of readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml'))) {
-    const path = join(chart, 'templates', file);
-    const text = readFileSync(path, 'utf8');
+  for (const { path, text } of templateFiles(chart)) {
     const kind = /^kind: (\S+)/m.exec(text)?.[1];
     const name = /^  name: (\S+)/m.exec(text)?.[1];
     const workload = objects.find((o) => o.kind === kind && o.metadata.name === name);
     const account = workload?.spec?.template?.spec?.serviceAccountName;
     const line = /^( *)serviceAccountName: \{\{ include "cpu-pipeline.serviceAccountName" \. \}\}\n/m;
-    if (line.test(text)) writeFileSync(path, text.replace(line, account ? `$1serviceAccountName: ${account}\n` : ''));
+    const named = `$1serviceAccountName: {{ .Values.serviceAccounts.${camel(account ?? '')}.name | default "${account}" }}\n`;
+    if (line.test(text)) writeFileSync(path, text.replace(line, account ? named : ''));
   }
-  const valuesPath = join(chart, 'values.yaml');
-  const values = parseDocument(readFileSync(valuesPath, 'utf8')).toJS() as Record<string, unknown>;
-  delete values.serviceAccount;
-  values.serviceAccounts = Object.fromEntries(accounts.map((a) => [camel(a.metadata.name), { annotations: a.metadata.annotations ?? {} }]));
-  writeFileSync(valuesPath, stringify(values, { sortMapEntries: true }));
+  editValues(chart, (values) => {
+    delete values.serviceAccount;
+    values.serviceAccounts = Object.fromEntries(
+      accounts.map((a) => {
+        const { [roleArnKey]: _role, ...annotations } = a.metadata.annotations ?? {};
+        return [camel(a.metadata.name), { create: true, name: '', annotations }];
+      }),
+    );
+    if (accounts.some((a) => a.metadata.annotations?.[roleArnKey] !== undefined)) values.irsa = { enabled: true, roleArn: '' };
+  });
+}
+
+/**
+ * The project's image (the one the overlay names <registry>/cpu-pipeline) is one required value,
+ * image.repository, with image.tag, instead of a placeholder registry per container.
+ */
+function projectImageAsValue(chart: string): void {
+  const paths: string[] = [];
+  let tag = '';
+  editValues(chart, (values) => {
+    const walk = (o: Record<string, any>, path: string[]) => {
+      for (const [k, v] of Object.entries(o)) {
+        if (!v || typeof v !== 'object' || Array.isArray(v)) continue;
+        if (k === 'image' && new RegExp(`(^|/)${pkg.name}$`).test(String(v.repository))) {
+          paths.push(path.join('.'));
+          tag = String(v.tag ?? '');
+          delete o[k];
+        } else walk(v, [...path, k]);
+      }
+    };
+    walk(values, []);
+    values.image = { repository: '', tag };
+  });
+  if (paths.length === 0) throw new Error(`no ${pkg.name} image in ${overlay}; review scripts/chart.ts`);
+  const required = `required "image.repository is required: where the ${pkg.name} image is pushed, e.g. <account>.dkr.ecr.<region>.amazonaws.com/${pkg.name}" .Values.image.repository`;
+  let replaced = 0;
+  for (const { path, text } of templateFiles(chart)) {
+    let out = text;
+    for (const p of paths) {
+      const v = `\\.Values\\.${p.replace(/\./g, '\\.')}\\.image`;
+      out = out.replace(
+        new RegExp(`\\{\\{ ${v}\\.repository \\}\\}:\\{\\{ ${v}\\.tag\\s+\\| default \\.Chart\\.AppVersion \\}\\}`, 'g'),
+        () => {
+          replaced++;
+          return `{{ ${required} }}:{{ .Values.image.tag | default .Chart.AppVersion }}`;
+        },
+      );
+    }
+    if (out !== text) writeFileSync(path, out);
+  }
+  if (replaced !== paths.length) throw new Error(`helmify changed how it writes images; review scripts/chart.ts`);
+}
+
+/** helmify gives every container KUBERNETES_CLUSTER_DOMAIN (for its own name templating); nothing reads it. */
+function withoutClusterDomain(chart: string): void {
+  for (const { path, text } of templateFiles(chart)) {
+    const out = text
+      .replace(/^( +)- name: KUBERNETES_CLUSTER_DOMAIN\n\1  value: \{\{ quote \.Values\.kubernetesClusterDomain \}\}\n/gm, '')
+      .replace(/^( +)env:\n(?!\1- )/gm, ''); // an env left empty
+    if (out !== text) writeFileSync(path, out);
+  }
+  editValues(chart, (values) => delete values.kubernetesClusterDomain);
+}
+
+/**
+ * What users set on the pods of every workload (<workload>.nodeSelector, .tolerations,
+ * .affinity, .podAnnotations) and on all pods (imagePullSecrets). helmify makes nodeSelector and
+ * tolerations values; affinity only where the manifests have one.
+ */
+function podSettingsAsValues(chart: string): void {
+  const workloads: string[] = [];
+  for (const { path, text } of templateFiles(chart)) {
+    const key = /nodeSelector: \{\{- toYaml \.Values\.(\w+)\.nodeSelector/.exec(text)?.[1];
+    if (!key) continue;
+    workloads.push(key);
+    const template = text.indexOf('\n  template:\n    metadata:\n');
+    const spec = text.indexOf('\n    spec:\n', template);
+    if (template < 0 || spec < 0) throw new Error(`${path}: helmify changed its pod template layout; review scripts/chart.ts`);
+    const metadata = text.slice(template, spec + 1);
+    const annotations = metadata.includes('\n      annotations:\n')
+      ? `        {{- with .Values.${key}.podAnnotations }}\n        {{- toYaml . | nindent 8 }}\n        {{- end }}\n`
+      : `      {{- with .Values.${key}.podAnnotations }}\n      annotations:\n        {{- toYaml . | nindent 8 }}\n      {{- end }}\n`;
+    const podSpec = [
+      '    spec:\n',
+      text.includes('      affinity: {{-') ? '' : `      affinity: {{- toYaml .Values.${key}.affinity | nindent 8 }}\n`,
+      '      {{- with .Values.imagePullSecrets }}\n      imagePullSecrets:\n        {{- toYaml . | nindent 8 }}\n      {{- end }}\n',
+    ].join('');
+    writeFileSync(path, text.slice(0, spec + 1) + annotations + podSpec + text.slice(spec + '\n    spec:\n'.length));
+  }
+  editValues(chart, (values) => {
+    for (const key of workloads) {
+      values[key].affinity ??= {};
+      values[key].podAnnotations = {};
+    }
+    values.imagePullSecrets = [];
+  });
 }
 
 /** Selectors: our own name label plus the release label, for every workload (see the header). */
@@ -174,7 +335,45 @@ function secretRefsAsValues(chart: string): void {
   writeFileSync(valuesPath, stringify(values, { sortMapEntries: true }));
 }
 
-const manifests = withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)]));
+/**
+ * The storage class of each volume claim as a value next to its size
+ * (<workload>.volumeClaims.<claim>.storageClassName; empty: the cluster's default class): helmify
+ * writes the class literally and templates the whole claim value under `resources:`, where a
+ * --set storageClassName would land. The overlay's own StorageClass is made only when
+ * storageClass.create is on and a claim uses it.
+ */
+function storageClassesAsValues(chart: string, objects: Manifest[]): void {
+  const classes = objects.filter((o) => o.kind === 'StorageClass').map((o) => o.metadata.name);
+  if (classes.length > 1) throw new Error(`one StorageClass expected in ${overlay}, found ${classes.join(', ')}; review scripts/chart.ts`);
+  const claims: Array<[path: string, storageClass: string]> = [];
+  for (const { path, text } of templateFiles(chart)) {
+    const out = text.replace(
+      /^( +)resources: \{\{ (\.Values\.[\w.]+\.volumeClaims\.\w+) \| toYaml \| nindent (\d+) \}\}\n(?:\1storageClassName: (\S+)\n)?/gm,
+      (_, indent: string, value: string, n: string, sc?: string) => {
+        claims.push([value.slice('.Values.'.length), sc ?? '']);
+        return (
+          `${indent}resources: {{- pick ${value} "requests" "limits" | toYaml | nindent ${n} }}\n` +
+          `${indent}{{- with ${value}.storageClassName }}\n${indent}storageClassName: {{ . }}\n${indent}{{- end }}\n`
+        );
+      },
+    );
+    if (out !== text) writeFileSync(path, out);
+  }
+  for (const { path, text } of templateFiles(chart).filter((t) => /^kind: StorageClass$/m.test(t.text))) {
+    const used = claims.map(([v]) => `(eq .Values.${v}.storageClassName "${classes[0]}")`);
+    if (used.length === 0) throw new Error(`no volume claim uses the StorageClass ${classes[0]}; review scripts/chart.ts`);
+    writeFileSync(path, `{{- if and .Values.storageClass.create (or ${used.join(' ')}) }}\n${text.trimEnd()}\n{{- end }}\n`);
+  }
+  editValues(chart, (values) => {
+    for (const [path, sc] of claims) {
+      const claim = path.split('.').reduce((o, k) => o[k], values);
+      claim.storageClassName = sc;
+    }
+    if (classes.length) values.storageClass = { create: true };
+  });
+}
+
+const manifests = jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)])));
 const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
 const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
 const target = join(out, 'cpu-pipeline');
@@ -183,6 +382,12 @@ restoreServiceAccounts(target, objects);
 fixSelectors(target);
 restoreHeadlessServices(target, objects);
 secretRefsAsValues(target);
+storageClassesAsValues(target, objects);
+projectImageAsValue(target);
+withoutClusterDomain(target);
+podSettingsAsValues(target);
+// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod.
+cpSync(join(root, 'chart-extra'), target, { recursive: true });
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.
 const chartYaml = join(target, 'Chart.yaml');

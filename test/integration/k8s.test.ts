@@ -7,14 +7,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { kubernetesVersion, schemaRoot, tool } from '../../scripts/k8s-tools.ts';
 import { root } from '../helpers.ts';
+import { loadConfig as sinkConfig } from '../../sink.ts';
 
 function run(cmd: string, args: string[], input?: string) {
-  const r = spawnSync(cmd, args, { cwd: root, input, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(cmd, args, {
+    cwd: root,
+    input,
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
   if (r.error) throw r.error;
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -25,11 +32,39 @@ const renderOverlay = (name: string) => {
   assert.equal(r.code, 0, r.err);
   return r.out;
 };
-const renderChart = () => {
-  const r = run(tool('helm'), ['template', 'cpu-pipeline', 'chart', '--namespace', 'default', '--kube-version', kubernetesVersion]);
+// What a user must give the chart (it has no placeholders for them): the image and the sink's IAM role.
+const requiredValues = {
+  'image.repository': '123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
+  'irsa.roleArn': 'arn:aws:iam::123456789012:role/cpu-pipeline-sink',
+};
+const setArgs = (values: Record<string, string>) => Object.entries(values).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+const template = (values: Record<string, string> = {}) =>
+  run(tool('helm'), [
+    'template',
+    'cpu-pipeline',
+    'chart',
+    '--namespace',
+    'default',
+    '--kube-version',
+    kubernetesVersion,
+    ...setArgs({ ...requiredValues, ...values }),
+  ]);
+const renderChart = (values: Record<string, string> = {}) => {
+  const r = template(values);
   assert.equal(r.code, 0, r.err);
   return r.out;
 };
+const chartObjects = (values: Record<string, string> = {}): any[] =>
+  parseAllDocuments(renderChart(values))
+    .map((d) => d.toJS())
+    .filter(Boolean);
+const chartFind = (objs: any[], kind: string, name: string) => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(o, `${kind}/${name} is in the rendered chart`);
+  return o;
+};
+const podSpecs = (objs: any[]) =>
+  objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind)).map((o) => [o, o.spec.template.spec]);
 const rendered = () => [...overlays.map((o) => [`overlay ${o}`, renderOverlay(o)]), ['chart', renderChart()]];
 
 function kubeconform(manifests: string) {
@@ -90,9 +125,7 @@ test('kube-score passes on every overlay and the chart, with each exception writ
 });
 
 test("in the chart, every Service selects the pods of exactly one workload, and the apps' broker is a Service of the chart", () => {
-  const objs = parseAllDocuments(renderChart())
-    .map((d) => d.toJS())
-    .filter(Boolean);
+  const objs = chartObjects();
   const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
   const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
     Object.entries(selector).every(([k, v]) => labels[k] === v);
@@ -102,6 +135,18 @@ test("in the chart, every Service selects the pods of exactly one workload, and 
   }
   for (const w of workloads)
     assert.ok(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), `${w.metadata.name} selects its own pods`);
+  for (const o of [...workloads, ...objs.filter((x) => x.kind === 'Service')]) {
+    const selector = o.kind === 'Service' ? o.spec.selector : o.spec.selector.matchLabels;
+    assert.equal(selector['app.kubernetes.io/part-of'], 'cpu-pipeline', `${o.kind}/${o.metadata.name} selects only the pipeline's pods`);
+  }
+  const broker = workloads.find((w) => w.kind === 'StatefulSet');
+  const brokers = objs.find((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS).data.KAFKA_BROKERS;
+  const advertised = broker.spec.template.spec.containers[0].env.find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS').value;
+  assert.equal(
+    advertised,
+    `PLAINTEXT://${brokers.replace(':', '.$(POD_NAMESPACE).svc:')}`,
+    'the broker advertises its Service by <name>.<namespace>.svc',
+  );
   const services = new Set(objs.filter((o) => o.kind === 'Service').map((s) => `${s.metadata.name}:${s.spec.ports[0].port}`));
   for (const cm of objs.filter((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS)) {
     assert.ok(
@@ -120,28 +165,248 @@ test("in the chart, every Service selects the pods of exactly one workload, and 
 });
 
 test('in the chart, the aws-secret name and its key names are values', () => {
-  const r = run(tool('helm'), [
-    'template',
-    'cpu-pipeline',
-    'chart',
-    '--kube-version',
-    kubernetesVersion,
-    '--set',
-    'secrets.awsSecret.name=my-aws',
-    '--set',
-    'secrets.awsSecret.keys.awsAccessKeyId=AccessKeyId',
-    '--set',
-    'secrets.awsSecret.keys.awsSecretAccessKey=SecretAccessKey',
-  ]);
-  assert.equal(r.code, 0, r.err);
-  const sink = parseAllDocuments(r.out)
-    .map((d) => d.toJS())
-    .find((o) => o?.kind === 'Deployment' && o.metadata.name === 'cpu-sink');
+  const sink = chartFind(
+    chartObjects({
+      'secrets.awsSecret.name': 'my-aws',
+      'secrets.awsSecret.keys.awsAccessKeyId': 'AccessKeyId',
+      'secrets.awsSecret.keys.awsSecretAccessKey': 'SecretAccessKey',
+      'secrets.awsSecret.keys.awsSessionToken': 'SessionToken',
+    }),
+    'Deployment',
+    'cpu-sink',
+  );
   const refs = sink.spec.template.spec.containers[0].env
     .filter((e: any) => e.valueFrom?.secretKeyRef)
     .map((e: any) => [e.name, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key]);
   assert.deepEqual(refs, [
     ['AWS_ACCESS_KEY_ID', 'my-aws', 'AccessKeyId'],
     ['AWS_SECRET_ACCESS_KEY', 'my-aws', 'SecretAccessKey'],
+    ['AWS_SESSION_TOKEN', 'my-aws', 'SessionToken'],
   ]);
+});
+
+test('in the chart, the topic Job is a post-install and post-upgrade hook, replaced on every upgrade instead of patched', () => {
+  const job = chartFind(chartObjects(), 'Job', 'cpu-kafka-topics');
+  const a = job.metadata.annotations ?? {};
+  assert.deepEqual(a['helm.sh/hook']?.split(',').sort(), ['post-install', 'post-upgrade']);
+  assert.equal(a['helm.sh/hook-delete-policy'], 'before-hook-creation');
+  assert.ok(job.spec.ttlSecondsAfterFinished >= 300, 'a finished Job goes by itself, after `kubectl wait` has seen it');
+  assert.ok(
+    chartObjects().some(
+      (o) => o.kind === 'ConfigMap' && o.metadata.name === job.spec.template.spec.containers[0].envFrom[0].configMapRef.name,
+    ),
+    'its settings are a ConfigMap of the release (installed before post-install hooks run)',
+  );
+});
+
+test("in the chart, the broker's StorageClass is a value that --set reaches; empty means the cluster's default", () => {
+  const claim = (objs: any[]) => chartFind(objs, 'StatefulSet', 'cpu-kafka').spec.volumeClaimTemplates[0].spec;
+  const byDefault = chartObjects();
+  const sc = chartFind(byDefault, 'StorageClass', claim(byDefault).storageClassName);
+  assert.equal(sc.provisioner, 'ebs.csi.aws.com');
+  const gp2 = chartObjects({
+    'kafka.volumeClaims.data.storageClassName': 'gp2',
+    'storageClass.create': 'false',
+  });
+  assert.equal(claim(gp2).storageClassName, 'gp2');
+  assert.deepEqual(claim(gp2).resources, { requests: { storage: '10Gi' } }, 'the class is not put under resources');
+  assert.ok(!gp2.some((o) => o.kind === 'StorageClass'), 'storageClass.create=false makes none');
+  const clusterDefault = chartObjects({
+    'kafka.volumeClaims.data.storageClassName': '',
+  });
+  assert.equal(claim(clusterDefault).storageClassName, undefined, "no storageClassName: the cluster's default class");
+  assert.ok(!clusterDefault.some((o) => o.kind === 'StorageClass'));
+});
+
+test('in the chart, nodeSelector, affinity, tolerations, podAnnotations and imagePullSecrets reach the pods of every workload', () => {
+  const defaults = chartObjects();
+  const sampler = chartFind(defaults, 'DaemonSet', 'cpu-sampler').spec.template.spec;
+  const terms = sampler.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+  assert.ok(
+    terms[0].matchExpressions.some((e: any) => e.key === 'eks.amazonaws.com/compute-type' && e.operator === 'NotIn'),
+    "the sampler's own node affinity is the default",
+  );
+  const values: Record<string, string> = {
+    'imagePullSecrets[0].name': 'regcred',
+  };
+  for (const w of ['sampler', 'sink', 'kafka', 'kafkaTopics']) {
+    values[`${w}.nodeSelector.pool`] = w;
+    values[`${w}.tolerations[0].key`] = w;
+    values[`${w}.tolerations[0].operator`] = 'Exists';
+    values[`${w}.affinity.podAffinity`] = 'null';
+    values[`${w}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key`] = w;
+    values[`${w}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator`] =
+      'Exists';
+    values[`${w}.podAnnotations.team`] = w;
+  }
+  const objs = chartObjects(values);
+  const specs = podSpecs(objs);
+  assert.equal(specs.length, 4);
+  for (const [o, spec] of specs) {
+    const w = {
+      'cpu-sampler': 'sampler',
+      'cpu-sink': 'sink',
+      'cpu-kafka': 'kafka',
+      'cpu-kafka-topics': 'kafkaTopics',
+    }[o.metadata.name as string]!;
+    assert.ok(w, `${o.kind}/${o.metadata.name} is a known workload`);
+    assert.equal(spec.nodeSelector.pool, w, `${w}: nodeSelector`);
+    assert.equal(spec.tolerations[0].key, w, `${w}: tolerations`);
+    assert.equal(spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key, w);
+    assert.equal(o.spec.template.metadata.annotations.team, w, `${w}: podAnnotations`);
+    assert.deepEqual(spec.imagePullSecrets, [{ name: 'regcred' }], `${w}: imagePullSecrets`);
+  }
+  const r = kubeconform(renderChart(values));
+  assert.equal(r.code, 0, r.out + r.err);
+});
+
+test('in the chart, the image repository is required: without it helm template fails and names the value', () => {
+  const r = run(tool('helm'), ['template', 'x', 'chart', '--set', `irsa.roleArn=${requiredValues['irsa.roleArn']}`]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /image\.repository/);
+  const images = podSpecs(chartObjects()).flatMap(([, spec]) => spec.containers.map((c: any) => c.image));
+  assert.ok(images.includes(`${requiredValues['image.repository']}:0.1.0`), 'both apps run the given image');
+  assert.ok(!renderChart().includes('111122223333'), 'no placeholder account id anywhere');
+});
+
+test("in the chart, the sink's IAM role is required unless credentials come from the Secret only", () => {
+  const r = run(tool('helm'), ['template', 'x', 'chart', '--set', `image.repository=${requiredValues['image.repository']}`]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /irsa\.roleArn/);
+  const account = (objs: any[]) => chartFind(objs, 'ServiceAccount', 'cpu-sink');
+  assert.equal(account(chartObjects()).metadata.annotations['eks.amazonaws.com/role-arn'], requiredValues['irsa.roleArn']);
+  const secretOnly = chartObjects({
+    'irsa.enabled': 'false',
+    'irsa.roleArn': '',
+  });
+  assert.equal(account(secretOnly).metadata.annotations?.['eks.amazonaws.com/role-arn'], undefined, 'no role on the account');
+  const env = chartFind(secretOnly, 'Deployment', 'cpu-sink').spec.template.spec.containers[0].env;
+  assert.ok(env.some((e: any) => e.name === 'AWS_ACCESS_KEY_ID' && e.valueFrom.secretKeyRef));
+});
+
+test('in the chart, each ServiceAccount can be made elsewhere (eksctl): create=false and name point the workload at it', () => {
+  const objs = chartObjects({
+    'serviceAccounts.cpuSink.create': 'false',
+    'serviceAccounts.cpuSink.name': 'made-by-eksctl',
+  });
+  assert.ok(!objs.some((o) => o.kind === 'ServiceAccount' && /sink|eksctl/.test(o.metadata.name)), 'no account made for the sink');
+  assert.equal(chartFind(objs, 'Deployment', 'cpu-sink').spec.template.spec.serviceAccountName, 'made-by-eksctl');
+  assert.equal(chartFind(objs, 'DaemonSet', 'cpu-sampler').spec.template.spec.serviceAccountName, 'cpu-sampler');
+  chartFind(objs, 'ServiceAccount', 'cpu-sampler');
+  const renamed = chartObjects({
+    'serviceAccounts.cpuSampler.name': 'sampler-sa',
+  });
+  chartFind(renamed, 'ServiceAccount', 'sampler-sa');
+  assert.equal(chartFind(renamed, 'DaemonSet', 'cpu-sampler').spec.template.spec.serviceAccountName, 'sampler-sa');
+});
+
+test('in the chart, the sink can point at an S3-compatible server with keys from a Secret, and accepts those settings', () => {
+  const objs = chartObjects({
+    'irsa.enabled': 'false',
+    'sink.s3Endpoint': 'http://minio.storage.svc:9000',
+    'sink.s3ForcePathStyle': 'true',
+    'secrets.awsSecret.name': 'minio-keys',
+  });
+  const sink = chartFind(objs, 'Deployment', 'cpu-sink').spec.template.spec.containers[0];
+  const config = chartFind(objs, 'ConfigMap', sink.envFrom[0].configMapRef.name).data;
+  assert.equal(config.S3_ENDPOINT, 'http://minio.storage.svc:9000');
+  assert.equal(config.S3_FORCE_PATH_STYLE, 'true');
+  const loaded = sinkConfig({
+    ...config,
+    AWS_ACCESS_KEY_ID: 'k',
+    AWS_SECRET_ACCESS_KEY: 's',
+  });
+  assert.equal(loaded.endpoint, 'http://minio.storage.svc:9000');
+  assert.equal(loaded.forcePathStyle, true);
+  assert.deepEqual(
+    sink.env.filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => [e.name, e.valueFrom.secretKeyRef.name]),
+    [
+      ['AWS_ACCESS_KEY_ID', 'minio-keys'],
+      ['AWS_SECRET_ACCESS_KEY', 'minio-keys'],
+      ['AWS_SESSION_TOKEN', 'minio-keys'],
+    ],
+  );
+  const aws = chartFind(chartObjects(), 'ConfigMap', 'cpu-sink').data;
+  assert.equal(sinkConfig(aws).endpoint, undefined, "by default, AWS's own endpoint");
+});
+
+test('in the chart, no container gets the KUBERNETES_CLUSTER_DOMAIN variable helmify adds and nothing reads', () => {
+  const text = renderChart();
+  assert.doesNotMatch(text, /KUBERNETES_CLUSTER_DOMAIN/);
+  assert.doesNotMatch(readFileSync(join(root, 'chart', 'values.yaml'), 'utf8'), /kubernetesClusterDomain/);
+});
+
+test('the chart has a helm test: a restricted, non-root pod with an image of the chart that checks the broker and the sink', () => {
+  const objs = chartObjects();
+  const tests = objs.filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'test');
+  assert.equal(tests.length, 1, 'one test pod');
+  const [pod] = tests;
+  assert.equal(pod.kind, 'Pod');
+  const spec = pod.spec;
+  assert.equal(spec.restartPolicy, 'Never');
+  assert.equal(spec.securityContext.runAsNonRoot, true);
+  assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+  for (const c of spec.containers) {
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(c.resources.limits && c.resources.requests);
+  }
+  const images = new Set(podSpecs(objs).flatMap(([, s]) => s.containers.map((c: any) => c.image)));
+  assert.ok(
+    spec.containers.every((c: any) => images.has(c.image)),
+    'an image the chart already pulls',
+  );
+  // It talks to Services of the chart: the broker's (by the address it advertises) and the sink's /readyz.
+  const script = spec.containers[0].args.join(' ');
+  const services = objs.filter((o) => o.kind === 'Service');
+  const broker = chartFind(objs, 'StatefulSet', 'cpu-kafka');
+  const advertised = broker.spec.template.spec.containers[0].env
+    .find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS')
+    .value.replace('PLAINTEXT://', '')
+    .replace('$(POD_NAMESPACE)', 'default');
+  assert.ok(script.includes(advertised.replace(':', '/')), `the test reaches the broker at ${advertised}`);
+  const sinkService = services.find((s) => s.spec.selector['app.kubernetes.io/name'] === 'cpu-sink');
+  assert.ok(sinkService, 'the sink has a Service');
+  assert.ok(script.includes(`${sinkService.metadata.name}.default.svc/${sinkService.spec.ports[0].port}`), 'the test reaches the sink');
+  assert.match(script, /\/readyz/);
+});
+
+test('the chart has NOTES that say what was installed, how the sink gets credentials and how to check it', () => {
+  // helm renders NOTES.txt only on install (which needs a cluster): a copy of the chart renders
+  // the same text offline, as a named template inside a ConfigMap.
+  const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-notes-'));
+  try {
+    cpSync(join(root, 'chart'), dir, { recursive: true });
+    const text = readFileSync(join(dir, 'templates', 'NOTES.txt'), 'utf8');
+    const wrapper = `{{- define "notes-copy" -}}\n${text}{{- end -}}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include "notes-copy" . | toJson }}\n`;
+    writeFileSync(join(dir, 'templates', 'notes-copy.yaml'), wrapper);
+    const notes = (values: Record<string, string>) => {
+      const r = run(tool('helm'), [
+        'template',
+        'cpu-pipeline',
+        dir,
+        '--namespace',
+        'default',
+        '--show-only',
+        'templates/notes-copy.yaml',
+        ...setArgs({ ...requiredValues, ...values }),
+      ]);
+      assert.equal(r.code, 0, r.err);
+      return parseDocument(r.out).toJS().data.notes as string;
+    };
+    const irsa = notes({});
+    for (const what of [
+      'cpu-kafka',
+      'cpu-sampler',
+      'cpu-sink',
+      'cpu-kafka-topics',
+      'helm test cpu-pipeline',
+      requiredValues['irsa.roleArn'],
+    ])
+      assert.ok(irsa.includes(what), `NOTES mention ${what}`);
+    assert.match(notes({ 'irsa.enabled': 'false' }), /aws-secret/, 'without IRSA, NOTES say the keys come from the Secret');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

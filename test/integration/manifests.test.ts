@@ -7,9 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument, stringify } from 'yaml';
 import { freePort } from '../../scripts/kafka.ts';
 import { loadConfig as samplerConfig } from '../../sampler.ts';
 import { loadConfig as sinkConfig } from '../../sink.ts';
@@ -17,7 +18,12 @@ import { httpGet, root, runCommand, s3ForTest, sharedKafka, uniqueName, waitFor 
 
 type Obj = {
   kind: string;
-  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: any;
   data?: Record<string, string>;
 };
@@ -27,7 +33,10 @@ const overlays = readdirSync(join(root, 'k8s', 'overlays'));
 function render(dir: string): Obj[] {
   let out: string;
   try {
-    out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    out = execFileSync('kubectl', ['kustomize', dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') throw new Error('kubectl (with its built-in kustomize) is required to render the manifests');
@@ -41,6 +50,25 @@ const find = (objs: Obj[], kind: string, name: string) => {
   assert.ok(o, `${kind}/${name} is in the rendered manifests`);
   return o;
 };
+
+/** The Job that creates the topics: cpu-kafka-topics-<hash of its settings and image>. */
+const findTopicsJob = (objs: Obj[]) => {
+  const jobs = objs.filter((o) => o.kind === 'Job' && /^cpu-kafka-topics-[a-z0-9]{10}$/.test(o.metadata.name));
+  assert.equal(jobs.length, 1, 'one cpu-kafka-topics-<hash> Job');
+  return jobs[0];
+};
+
+/** Renders an overlay from a copy of k8s/ that `edit` may change first. */
+function renderEdited(overlay: string, edit?: (dir: string) => void): Obj[] {
+  const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-k8s-'));
+  try {
+    cpSync(join(root, 'k8s'), dir, { recursive: true });
+    edit?.(dir);
+    return render(join(dir, 'overlays', overlay));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** The environment a container would get: envFrom ConfigMaps and Secrets, then env (Downward API and secrets get stand-ins). */
 function containerEnv(objs: Obj[], container: any): Record<string, string> {
@@ -119,14 +147,12 @@ for (const overlay of overlays) {
 
   test(`overlay ${overlay}: the apps, the topic job and the Kafka Service agree on the broker address and the topics`, () => {
     const objs = render(join(root, 'k8s', 'overlays', overlay));
-    const service = find(objs, 'Service', 'kafka');
-    const broker = find(objs, 'StatefulSet', 'kafka').spec.template.spec;
-    const advertised = broker.containers[0].env.find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS').value;
-    assert.equal(advertised, `PLAINTEXT://kafka:${service.spec.ports[0].port}`, 'the broker advertises the Service');
+    const service = find(objs, 'Service', 'cpu-kafka');
+    const broker = find(objs, 'StatefulSet', 'cpu-kafka').spec.template.spec;
     assert.equal(broker.enableServiceLinks, false, 'no KAFKA_* service-link variables reach the broker');
-    const topicsJob = find(objs, 'Job', 'kafka-topics').spec.template.spec.containers[0];
+    const topicsJob = findTopicsJob(objs).spec.template.spec.containers[0];
     const topics = containerEnv(objs, topicsJob);
-    assert.equal(topics.BOOTSTRAP, `kafka:${service.spec.ports[0].port}`);
+    assert.equal(topics.BOOTSTRAP, `cpu-kafka:${service.spec.ports[0].port}`);
     for (const [kind, name] of [
       ['DaemonSet', 'cpu-sampler'],
       ['Deployment', 'cpu-sink'],
@@ -138,6 +164,105 @@ for (const overlay of overlays) {
     const sinkEnv = containerEnv(objs, find(objs, 'Deployment', 'cpu-sink').spec.template.spec.containers[0]);
     assert.equal(sinkEnv.KAFKA_DLQ_TOPIC, topics.DLQ_TOPIC, 'the sink dead-letters into the topic the job creates');
   });
+
+  test(`overlay ${overlay}: the broker advertises <service>.<namespace>.svc, which clients in any namespace resolve`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    // The broker and the Service in front of it, found by what selects what rather than by name.
+    const [statefulSet] = objs.filter((o) => o.kind === 'StatefulSet');
+    const podLabels = statefulSet.spec.template.metadata.labels;
+    const service = objs.find(
+      (o) => o.kind === 'Service' && o.spec.clusterIP !== 'None' && Object.entries(o.spec.selector).every(([k, v]) => podLabels[k] === v),
+    );
+    assert.ok(service, 'a ClusterIP Service selects the broker');
+    const env: any[] = statefulSet.spec.template.spec.containers[0].env;
+    const at = (name: string) => env.findIndex((e) => e.name === name);
+    const listener = env[at('KAFKA_ADVERTISED_LISTENERS')].value;
+    const port = service.spec.ports.find((p: any) => p.name === 'client').port;
+    assert.equal(listener, `PLAINTEXT://${service.metadata.name}.$(POD_NAMESPACE).svc:${port}`);
+    assert.equal(env[at('POD_NAMESPACE')]?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace', 'the namespace from the Downward API');
+    assert.ok(at('POD_NAMESPACE') < at('KAFKA_ADVERTISED_LISTENERS'), 'POD_NAMESPACE comes first: $(VAR) only expands earlier variables');
+    assert.match(statefulSet.spec.template.spec.containers[0].args[0], /advertised\.listeners=\$KAFKA_ADVERTISED_LISTENERS/);
+    // What the kubelet makes of it: the Service's name in the namespace the overlay deploys into,
+    // with no cluster domain assumed (the resolver's search list adds it).
+    const expanded = listener.replace('$(POD_NAMESPACE)', statefulSet.metadata.namespace!);
+    assert.equal(expanded, `PLAINTEXT://${service.metadata.name}.${service.metadata.namespace}.svc:${port}`);
+  });
+
+  test(`overlay ${overlay}: the pipeline's objects have names of their own, and every selector includes part-of cpu-pipeline`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    // Kafka's usual names (kafka, kafka-headless, kafka-topics, kafka-config) are taken by any other
+    // Kafka in a shared namespace; ours all start with cpu-.
+    const base = render(join(root, 'k8s', 'base'));
+    assert.deepEqual(
+      base.filter((o) => !o.metadata.name.startsWith('cpu-')).map((o) => `${o.kind}/${o.metadata.name}`),
+      [],
+      'every object of the pipeline is named cpu-*',
+    );
+    const unhashed = (name: string) => name.replace(/-[a-z0-9]{10}$/, ''); // generated names and the topic Job's
+    for (const o of base) {
+      const rendered = objs.filter((x) => x.kind === o.kind && unhashed(x.metadata.name) === unhashed(o.metadata.name));
+      assert.equal(rendered.length, 1, `${o.kind}/${o.metadata.name} keeps its name in the overlay`);
+    }
+    const selectors = objs.flatMap((o) =>
+      o.kind === 'Service'
+        ? [[`Service/${o.metadata.name}`, o.spec.selector]]
+        : ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)
+          ? [[`${o.kind}/${o.metadata.name}`, o.spec.selector.matchLabels]]
+          : [],
+    );
+    assert.ok(selectors.length >= 5);
+    for (const [what, selector] of selectors) {
+      assert.equal(selector['app.kubernetes.io/part-of'], 'cpu-pipeline', `${what} selects only the pipeline's pods`);
+      assert.ok(selector['app.kubernetes.io/name'], `${what} selects by name too`);
+    }
+    const statefulSet = find(objs, 'StatefulSet', 'cpu-kafka');
+    const headless = find(objs, 'Service', statefulSet.spec.serviceName);
+    assert.equal(headless.spec.clusterIP, 'None', "the StatefulSet's serviceName is its headless Service");
+  });
+
+  test(`overlay ${overlay}: the topic Job is named after its settings and image, so re-applying after a change makes a new Job`, () => {
+    // A Job's pod template is immutable: re-applying a changed Job under the same name fails.
+    const job = (edit?: (dir: string) => void) => findTopicsJob(renderEdited(overlay, edit));
+    const before = job();
+    assert.equal(job().metadata.name, before.metadata.name, 'unchanged settings: the same Job, so re-applying changes nothing');
+    const topicsChanged = job((dir) => {
+      const env = join(dir, 'base', 'kafka-topics', 'topics.env');
+      writeFileSync(env, readFileSync(env, 'utf8').replace(/^PARTITIONS=.*$/m, 'PARTITIONS=6'));
+    });
+    assert.notEqual(topicsChanged.metadata.name, before.metadata.name, 'a change to topics.env names a new Job');
+    const imageChanged = job((dir) => {
+      const path = join(dir, 'overlays', overlay, 'kustomization.yaml');
+      const k = parseDocument(readFileSync(path, 'utf8')).toJS();
+      k.images = [...(k.images ?? []), { name: 'apache/kafka', newTag: '9.9.9' }];
+      writeFileSync(path, stringify(k));
+    });
+    assert.equal(imageChanged.spec.template.spec.containers[0].image, 'apache/kafka:9.9.9');
+    assert.notEqual(imageChanged.metadata.name, before.metadata.name, "a change to the Job's image names a new Job");
+    assert.equal(
+      before.metadata.labels?.['app.kubernetes.io/name'],
+      'kafka-topics',
+      'found without knowing its hash: kubectl wait -l app.kubernetes.io/name=kafka-topics',
+    );
+    // Finished Jobs go away by themselves, but not before `kubectl wait --for=condition=Complete` can see them.
+    assert.ok(before.spec.ttlSecondsAfterFinished >= 300, 'a finished Job stays at least 5 minutes');
+  });
+
+  test(`overlay ${overlay}: the apps run only on Linux amd64 nodes, and the sampler never on Fargate`, () => {
+    const objs = render(join(root, 'k8s', 'overlays', overlay));
+    for (const [kind, name] of [
+      ['DaemonSet', 'cpu-sampler'],
+      ['Deployment', 'cpu-sink'],
+    ] as const) {
+      const terms = find(objs, kind, name).spec.template.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+        ?.nodeSelectorTerms;
+      assert.equal(terms?.length, 1, `${name} has one required node selector term`);
+      const exprs = Object.fromEntries(terms[0].matchExpressions.map((e: any) => [e.key, [e.operator, e.values]]));
+      assert.deepEqual(exprs['kubernetes.io/os'], ['In', ['linux']], `${name}: Linux nodes only`);
+      assert.deepEqual(exprs['kubernetes.io/arch'], ['In', ['amd64']], `${name}: the image is amd64 only`);
+      if (kind === 'DaemonSet')
+        assert.deepEqual(exprs['eks.amazonaws.com/compute-type'], ['NotIn', ['fargate']], 'no DaemonSet pod on Fargate');
+    }
+  });
 }
 
 test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as the alternative, in its namespace', () => {
@@ -146,7 +271,7 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
   const env = containerEnv(objs, sinkPod.spec.template.spec.containers[0]);
   assert.equal(env.S3_BUCKET, 'elementor-data-candidates-bucket');
   assert.equal(env.S3_REGION, 'eu-west-1');
-  assert.equal(env.S3_ENDPOINT, undefined);
+  assert.equal(env.S3_ENDPOINT || undefined, undefined, "AWS's own endpoint");
   const sa = find(objs, 'ServiceAccount', sinkPod.spec.template.spec.serviceAccountName);
   assert.match(sa.metadata.annotations!['eks.amazonaws.com/role-arn'], /^arn:aws:iam::\d{12}:role\//);
   const fromSecret = sinkPod.spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === 'aws-secret');
@@ -155,12 +280,32 @@ test('overlay eks: the real bucket and region, IRSA on the sink, aws-secret as t
     [
       ['AWS_ACCESS_KEY_ID', 'aws_access_key_id'],
       ['AWS_SECRET_ACCESS_KEY', 'aws_secret_access_key'],
+      ['AWS_SESSION_TOKEN', 'aws_session_token'],
     ],
   );
   assert.ok(
-    objs.every((o) => o.metadata.namespace === 'default'),
+    fromSecret.every((e: any) => e.valueFrom.secretKeyRef.optional === true),
+    'every key is optional: without the Secret, IRSA; without a session token, long-term keys',
+  );
+  assert.ok(
+    objs.filter((o) => o.kind !== 'StorageClass').every((o) => o.metadata.namespace === 'default'),
     'everything in default, where aws-secret is',
   );
+});
+
+test("overlay eks: the broker's volume comes from the overlay's own gp3 StorageClass on the EBS CSI driver", () => {
+  const objs = render(join(root, 'k8s', 'overlays', 'eks'));
+  const claim = find(objs, 'StatefulSet', 'cpu-kafka').spec.volumeClaimTemplates[0];
+  const sc: any = find(objs, 'StorageClass', claim.spec.storageClassName);
+  assert.equal(
+    sc.provisioner,
+    'ebs.csi.aws.com',
+    'the EBS CSI driver (gp2 of the in-tree plugin needs it too, and is not a default on new clusters)',
+  );
+  assert.equal(sc.volumeBindingMode, 'WaitForFirstConsumer', "the volume is made in the zone of the broker's node");
+  assert.equal(sc.parameters.type, 'gp3');
+  assert.equal(sc.parameters.encrypted, 'true');
+  assert.equal(sc.metadata.annotations?.['storageclass.kubernetes.io/is-default-class'], undefined, "not the cluster's default");
 });
 
 test("the programs started with the env of the rendered local overlay answer on the manifests' probe paths", async (t) => {
