@@ -31,6 +31,8 @@
  * - The KUBERNETES_CLUSTER_DOMAIN variable helmify gives every container goes: nothing reads it.
  * - Every workload's pods get <workload>.affinity and .podAnnotations (nodeSelector and
  *   tolerations helmify makes itself), and all pods imagePullSecrets.
+ * - Pods that read a ConfigMap carry its checksum, so a `helm upgrade` that changes a setting
+ *   rolls them (kustomize gets the same from the generators' name hashes).
  * - chart-extra/ (hand-written: templates/NOTES.txt and the `helm test` pod) is copied in, so
  *   --check verifies it too; chart/README.md (not touched by helmify) is kept, and Chart.yaml gets
  *   the project's version and description.
@@ -275,6 +277,37 @@ function podSettingsAsValues(chart: string): void {
   });
 }
 
+/**
+ * A checksum of each ConfigMap a workload's pods read, in their annotations, so that `helm upgrade`
+ * with a changed setting rolls exactly the pods that read it (kubectl apply -k gets this from the
+ * generators' hash suffixes; the chart's ConfigMap names have none).
+ */
+function configChecksums(chart: string): void {
+  const files = templateFiles(chart);
+  const configMaps = new Map<string, string>(); // ConfigMap name -> its template file
+  for (const { path, text } of files) {
+    for (const doc of text.split(/^---$/m)) {
+      const name = /^kind: ConfigMap\nmetadata:\n  name: ([\w-]+)$/m.exec(doc)?.[1];
+      if (name) configMaps.set(name, path.slice(path.lastIndexOf('/templates/') + '/templates/'.length));
+    }
+  }
+  for (const { path, text } of files) {
+    if (!/^kind: (Deployment|DaemonSet|StatefulSet)$/m.test(text)) continue;
+    const read = [...text.matchAll(/(?:configMapRef|configMap):\n\s+name: ([\w-]+)/g)].map((m) => m[1]).filter((n) => configMaps.has(n));
+    if (read.length === 0) continue;
+    const template = text.indexOf('\n  template:\n    metadata:\n');
+    const spec = text.indexOf('\n    spec:\n', template);
+    if (template < 0 || spec < 0) throw new Error(`${path}: helmify changed its pod template layout; review scripts/chart.ts`);
+    const lines = [...new Set(read)].map(
+      (name) => `        checksum/${name}: {{ include (print $.Template.BasePath "/${configMaps.get(name)}") $ | sha256sum }}\n`,
+    );
+    const has = text.indexOf('\n      annotations:\n', template);
+    const [at, insert] =
+      has > 0 && has < spec ? [has + '\n      annotations:\n'.length, lines.join('')] : [spec + 1, `      annotations:\n${lines.join('')}`];
+    writeFileSync(path, text.slice(0, at) + insert + text.slice(at));
+  }
+}
+
 /** Selectors: our own name label plus the release label, for every workload (see the header). */
 function fixSelectors(chart: string): void {
   const helpers = join(chart, 'templates', '_helpers.tpl');
@@ -385,6 +418,7 @@ secretRefsAsValues(target);
 storageClassesAsValues(target, objects);
 projectImageAsValue(target);
 withoutClusterDomain(target);
+configChecksums(target);
 podSettingsAsValues(target);
 // Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod.
 cpSync(join(root, 'chart-extra'), target, { recursive: true });

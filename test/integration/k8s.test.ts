@@ -410,3 +410,23 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('in the chart, pods carry a checksum of the ConfigMap they read: a changed setting rolls exactly those pods', () => {
+  const checksums = (values: Record<string, string>) =>
+    Object.fromEntries(
+      chartObjects(values)
+        .filter((o) => ['Deployment', 'DaemonSet', 'StatefulSet'].includes(o.kind))
+        .map((o) => [o.metadata.name, o.spec.template.metadata.annotations ?? {}]),
+    );
+  const before = checksums({});
+  const after = checksums({ 'sink.fileMaxAgeSeconds': '60' });
+  for (const [name, annotations] of Object.entries(before)) {
+    assert.ok(
+      Object.keys(annotations).some((k) => k.startsWith('checksum/')),
+      `${name} has a config checksum`,
+    );
+  }
+  assert.notDeepEqual(after['cpu-sink'], before['cpu-sink'], 'the sink rolls when its setting changes');
+  assert.deepEqual(after['cpu-sampler'], before['cpu-sampler'], 'the sampler does not');
+  assert.deepEqual(after['cpu-kafka'], before['cpu-kafka'], 'the broker does not');
+});
