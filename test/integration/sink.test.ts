@@ -6,7 +6,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { exactlyOnce, httpGet, readTopic, reading, runProgram, sinkScenario, testS3Client, waitFor } from '../helpers.ts';
+import {
+  createTopic,
+  exactlyOnce,
+  httpGet,
+  readObjects,
+  readTopic,
+  reading,
+  runProgram,
+  sink,
+  sinkScenario,
+  testS3Client,
+  uniqueName,
+  waitFor,
+} from '../helpers.ts';
 
 test('every record lands in S3 once, in hour-partitioned gzip files named after their first offset', async (t) => {
   const { topic, sink, producer: newProducer, objectsWith } = await sinkScenario(t);
@@ -201,4 +214,27 @@ test('consumer-only settings reach only the consumer: no librdkafka warning at s
   assert.deepEqual(warnings, [], 'a warning was logged');
   p.proc.kill('SIGTERM');
   assert.equal((await p.exited).code, 0);
+});
+
+test('a sink started before its topic exists picks the topic up once it is made (within seconds, not minutes)', async (t) => {
+  const { bootstrap, s3, env, producer } = await sinkScenario(t);
+  const topic = uniqueName('later');
+  const p = sink(t, { ...env, KAFKA_TOPIC: topic, FILE_MAX_AGE_SECONDS: '1' });
+  await p.waitForLog('connected', (l) => l.msg === 'connected to Kafka');
+  await new Promise((r) => setTimeout(r, 3000)); // subscribed to a topic that is not there yet
+  await createTopic(bootstrap, topic, 1);
+  const value = reading(0, 'late-topic');
+  await (await producer()).send(topic, [value]);
+  const objects = await waitFor(
+    'the record in S3',
+    async () => {
+      const o = await readObjects(s3.endpoint, s3.bucket);
+      return o.length > 0 && o;
+    },
+    60_000,
+  );
+  assert.deepEqual(
+    objects.flatMap((o) => o.lines),
+    [value],
+  );
 });
