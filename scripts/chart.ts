@@ -97,7 +97,8 @@ export function jobsAsHooks(manifests: string): string {
     d.metadata.annotations = {
       ...d.metadata.annotations,
       'helm.sh/hook': 'post-install,post-upgrade',
-      'helm.sh/hook-delete-policy': 'before-hook-creation',
+      // Gone once it succeeded (helm uninstall never deletes hooks); kept for a look when it failed.
+      'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded',
     };
   }
   return docs.map((d) => stringify(d)).join('---\n');

@@ -140,7 +140,7 @@ export function brokerVolume(t: TestContext, broker: Obj, namespace: string): vo
 }
 
 /** Waits for every workload to roll out and every Job to complete; returns when the last pod became Ready. */
-export function waitReady(namespace: string, workloads: Obj[], jobs: Obj[], since: number): number {
+export function waitReady(namespace: string, workloads: Obj[], jobs: Obj[], since: number, selector?: string): number {
   for (const w of workloads) {
     kubectl(['-n', namespace, 'rollout', 'status', `${w.kind.toLowerCase()}/${w.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
     log(`${w.kind}/${w.metadata.name} rolled out after ${seconds(since)} s`);
@@ -149,7 +149,7 @@ export function waitReady(namespace: string, workloads: Obj[], jobs: Obj[], sinc
     kubectl(['-n', namespace, 'wait', '--for=condition=Complete', `job/${j.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
     log(`Job/${j.metadata.name} Complete after ${seconds(since)} s`);
   }
-  const pods = kubectlJson(['-n', namespace, 'get', 'pods']).items as Obj[];
+  const pods = kubectlJson(['-n', namespace, 'get', 'pods', ...(selector ? ['-l', selector] : [])]).items as Obj[];
   for (const p of pods) {
     const ready = p.status.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
     const state = p.status.phase === 'Succeeded' ? 'Completed' : ready ? 'Ready' : `${p.status.phase}, not Ready`;

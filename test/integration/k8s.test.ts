@@ -189,7 +189,7 @@ test('in the chart, the topic Job is a post-install and post-upgrade hook, repla
   const job = chartFind(chartObjects(), 'Job', 'cpu-kafka-topics');
   const a = job.metadata.annotations ?? {};
   assert.deepEqual(a['helm.sh/hook']?.split(',').sort(), ['post-install', 'post-upgrade']);
-  assert.equal(a['helm.sh/hook-delete-policy'], 'before-hook-creation');
+  assert.deepEqual(a['helm.sh/hook-delete-policy']?.split(',').sort(), ['before-hook-creation', 'hook-succeeded']);
   assert.ok(job.spec.ttlSecondsAfterFinished >= 300, 'a finished Job goes by itself, after `kubectl wait` has seen it');
   assert.ok(
     chartObjects().some(
@@ -412,11 +412,11 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
 });
 
 test('in the chart, pods carry a checksum of the ConfigMap they read: a changed setting rolls exactly those pods', () => {
-  const checksums = (values: Record<string, string>) =>
+  const checksums = (values: Record<string, string>): Record<string, Record<string, string>> =>
     Object.fromEntries(
       chartObjects(values)
         .filter((o) => ['Deployment', 'DaemonSet', 'StatefulSet'].includes(o.kind))
-        .map((o) => [o.metadata.name, o.spec.template.metadata.annotations ?? {}]),
+        .map((o) => [o.metadata.name, (o.spec.template.metadata.annotations ?? {}) as Record<string, string>]),
     );
   const before = checksums({});
   const after = checksums({ 'sink.fileMaxAgeSeconds': '60' });

@@ -1,0 +1,235 @@
+/**
+ * The Helm chart (chart/, generated from k8s/overlays/eks) installed for real on the project's own
+ * cluster, pointed through values at an S3-compatible server in the same namespace (the local
+ * overlay's moto, with its bucket and its credentials Secret), as MinIO users would:
+ *   - `helm install`: every pod Ready, readings in S3 within two sampling intervals, valid;
+ *   - `helm test` passes (the broker answers on its Service, the sink's /readyz is 200);
+ *   - `helm upgrade` with a changed setting: the sink's pod rolls and runs with the new value, the
+ *     topic Job (a hook) runs again, readings keep arriving;
+ *   - `helm uninstall`: nothing of the release is left but the broker's volume claim, as documented.
+ *
+ *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { root } from '../helpers.ts';
+import {
+  brokerVolume,
+  eventually,
+  kubectl,
+  kubectlJson,
+  linesOf,
+  log,
+  parseYaml,
+  parts,
+  readBucket,
+  seconds,
+  theNode,
+  validReading,
+  waitReady,
+  type Obj,
+} from './cluster.ts';
+
+const namespace = 'cpu-pipeline-helm';
+const release = 'cpu-pipeline';
+const chart = join(root, 'chart');
+const kubeconfig = join(root, '.cache', 'k8s', 'state', 'pki', 'admin.kubeconfig');
+
+/** helm (the pinned one in .cache/bin, from `npm run k8s-tools`) against the cluster. */
+function helm(args: string[], timeoutMs = 600_000) {
+  const r = spawnSync(join(root, '.cache', 'bin', 'helm'), [...args, '--kubeconfig', kubeconfig], { encoding: 'utf8', timeout: timeoutMs });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`helm ${args.join(' ')} failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+test('the Helm chart on a real cluster, pointed at an S3-compatible server', { timeout: 30 * 60_000 }, async (t) => {
+  const nodeName = theNode();
+  // The local overlay's S3 server, its bucket Job (and the settings it reads) and the credentials, moved into this namespace.
+  const local = parseYaml(kubectl(['kustomize', join(root, 'k8s', 'overlays', 'local')]).out);
+  const server = local.filter((o) => o.metadata.labels?.['app.kubernetes.io/name'] === 's3');
+  const bucketJob = local.find((o) => o.kind === 'Job' && o.metadata.name.startsWith('s3-bucket'))!;
+  const bucketEnv = bucketJob.spec.template.spec.containers[0].envFrom as Array<{
+    configMapRef?: { name: string };
+    secretRef?: { name: string };
+  }>;
+  const read = local.filter((o) =>
+    bucketEnv.some((e) => e.configMapRef?.name === o.metadata.name || e.secretRef?.name === o.metadata.name),
+  );
+  const credentials = read.find((o) => o.kind === 'Secret')!;
+  const s3Settings = read.find((o) => o.kind === 'ConfigMap')!.data!;
+  assert.ok(
+    server.length >= 2 && credentials && s3Settings.S3_ENDPOINT,
+    'the local overlay has an S3 server, its bucket Job, its settings and credentials',
+  );
+  kubectl(['create', 'namespace', namespace]);
+  t.after(() =>
+    kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+      allowFail: true,
+      timeoutMs: 240_000,
+    }),
+  );
+  const moved = [...server, ...read, bucketJob].map((o) => stringify({ ...o, metadata: { ...o.metadata, namespace } }));
+  kubectl(['apply', '-f', '-'], { input: moved.join('---\n') });
+  kubectl(['-n', namespace, 'wait', '--for=condition=Complete', `job/${bucketJob.metadata.name}`, '--timeout=300s'], {
+    timeoutMs: 320_000,
+  });
+
+  const values = {
+    'image.repository': 'cpu-pipeline',
+    'image.tag': '0.1.0',
+    'kafka.volumeClaims.data.storageClassName': '',
+    'sink.s3Endpoint': s3Settings.S3_ENDPOINT,
+    'sink.s3ForcePathStyle': 'true',
+    'sink.s3Bucket': s3Settings.S3_BUCKET,
+    'sink.s3Region': s3Settings.S3_REGION,
+    'sink.fileMaxAgeSeconds': '10',
+    'sampler.sampleIntervalSeconds': '10',
+    'secrets.awsSecret.name': credentials.metadata.name,
+    'secrets.awsSecret.keys.awsAccessKeyId': 'AWS_ACCESS_KEY_ID',
+    'secrets.awsSecret.keys.awsSecretAccessKey': 'AWS_SECRET_ACCESS_KEY',
+  };
+  // Booleans with --set (a string "false" would be true to the templates), the rest as strings.
+  const set = (v: Record<string, string>) => [
+    ...['irsa.enabled=false', 'storageClass.create=false'].flatMap((x) => ['--set', x]),
+    ...Object.entries(v).flatMap(([k, x]) => ['--set-string', `${k}=${x}`]),
+  ];
+  const chartObjects = parseYaml(helm(['template', release, chart, '-n', namespace, ...set(values)]));
+  const p = parts(chartObjects);
+  brokerVolume(t, p.broker, namespace);
+  let installed = false;
+  t.after(() => {
+    if (installed)
+      spawnSync(join(root, '.cache', 'bin', 'helm'), ['uninstall', release, '-n', namespace, '--wait', '--kubeconfig', kubeconfig]);
+  });
+
+  let readyAt = 0;
+  await t.test('helm install: every pod Ready, the topic hook done, readings in S3 within two sampling intervals', async () => {
+    const at = Date.now();
+    installed = true;
+    log(
+      helm(['install', release, chart, '-n', namespace, '--wait', '--timeout', '10m', ...set(values)])
+        .split('\n')
+        .slice(0, 6)
+        .join(' | '),
+    );
+    readyAt = waitReady(namespace, p.workloads, [], at, `app.kubernetes.io/instance=${release}`);
+    log(`installed, every pod Ready ${((readyAt - at) / 1000).toFixed(1)} s after helm install began`);
+    const objects = await eventually(
+      'an object in the bucket',
+      () => {
+        const b = readBucket(namespace, p.sink);
+        return b.objects.length >= 1 && b.objects;
+      },
+      4 * 10_000 + 60_000,
+    );
+    const afterReady = (Date.parse(objects[0].lastModified) - readyAt) / 1000;
+    log(`${objects[0].key}: ${objects[0].metadata.records} reading(s), written ${afterReady.toFixed(1)} s after every pod was Ready`);
+    assert.ok(afterReady <= 2 * 10 + 1, `the first object came ${afterReady} s after Ready, more than two sampling intervals`);
+    for (const line of linesOf(objects[0])) {
+      const reading = JSON.parse(line) as { node: string; namespace: string };
+      assert.ok(validReading(reading), JSON.stringify(validReading.errors));
+      assert.deepEqual([reading.node, reading.namespace], [nodeName, namespace]);
+    }
+  });
+
+  await t.test('helm test passes', () => {
+    let out: string;
+    try {
+      out = helm(['test', release, '-n', namespace, '--timeout', '5m']);
+    } catch (err) {
+      // A test pod that failed stays (hook-delete-policy hook-succeeded): its log says why.
+      const pod = kubectl(['-n', namespace, 'logs', '-l', 'app.kubernetes.io/component=test'], { allowFail: true }).out;
+      throw new Error(`${(err as Error).message}\ntest pod: ${pod}`);
+    }
+    log(
+      out
+        .split('\n')
+        .filter((l) => /TEST SUITE|Phase/.test(l))
+        .join(' | '),
+    );
+    assert.match(out, /Phase:\s+Succeeded/);
+  });
+
+  await t.test('helm upgrade with a changed setting rolls the sink onto it, the topic Job runs again, readings go on', async () => {
+    const sinkPods = () =>
+      (kubectlJson(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=sink']).items as Obj[]).map((x) => x.metadata.name);
+    const before = sinkPods();
+    const at = Date.now();
+    helm(['upgrade', release, chart, '-n', namespace, '--wait', '--timeout', '10m', ...set({ ...values, 'sink.fileMaxAgeSeconds': '5' })]);
+    kubectl(['-n', namespace, 'rollout', 'status', `deployment/${p.sink.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
+    const after = await eventually(
+      'the old sink pod gone',
+      () => {
+        const now = sinkPods();
+        return now.length === 1 && !before.includes(now[0]) && now;
+      },
+      120_000,
+    );
+    const started = kubectl(['-n', namespace, 'logs', `pod/${after[0]}`])
+      .out.split('\n')
+      .find((l) => l.includes('"msg":"started"'))!;
+    assert.equal(JSON.parse(started).max_age_seconds, 5, 'the new sink runs with the new setting');
+    // The topic Job is a hook deleted once it succeeded: its events say it ran again (helm would have failed otherwise).
+    const topicJob = parseYaml(helm(['get', 'hooks', release, '-n', namespace])).find((o) => o.kind === 'Job')!;
+    const ran = (
+      kubectlJson([
+        '-n',
+        namespace,
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.kind=Job,involvedObject.name=${topicJob.metadata.name}`,
+      ]).items as Array<{ reason: string; lastTimestamp: string; eventTime?: string }>
+    ).filter((e) => e.reason === 'Completed' && Date.parse(e.lastTimestamp ?? e.eventTime) >= at - 1000);
+    assert.ok(ran.length >= 1, 'the topic Job ran again during the upgrade and completed');
+    assert.equal(
+      kubectl(['-n', namespace, 'get', 'job', topicJob.metadata.name], { allowFail: true }).code,
+      1,
+      'and it is gone, having succeeded',
+    );
+    const count = readBucket(namespace, p.sink).objects.length;
+    await eventually('a new object after the upgrade', () => readBucket(namespace, p.sink).objects.length > count, 60_000, 5000);
+    log(`upgraded in ${seconds(at)} s: sink pod ${before.join(',')} -> ${after.join(',')}, files after 5 s, topic Job made again`);
+  });
+
+  await t.test("helm uninstall leaves nothing of the release but the broker's volume claim", async () => {
+    helm(['uninstall', release, '-n', namespace, '--wait', '--timeout', '5m']);
+    installed = false;
+    const left = () =>
+      kubectl(
+        [
+          '-n',
+          namespace,
+          'get',
+          'all,configmaps,secrets,serviceaccounts,persistentvolumeclaims,jobs',
+          '-l',
+          `app.kubernetes.io/instance=${release}`,
+          '-o',
+          'name',
+        ],
+        {
+          allowFail: true,
+        },
+      )
+        .out.trim()
+        .split('\n')
+        .filter(Boolean);
+    // The claim of the StatefulSet's volume stays (Kubernetes keeps it; the README says so): it alone.
+    const claim = `persistentvolumeclaim/${p.broker.spec.volumeClaimTemplates[0].metadata.name}-${p.broker.metadata.name}-0`;
+    const remaining = await eventually(
+      "nothing of the release left but the broker's claim",
+      () => {
+        const l = left();
+        return l.every((x) => x === claim) && l;
+      },
+      120_000,
+      5000,
+    );
+    assert.deepEqual(remaining, [claim]);
+    kubectl(['-n', namespace, 'delete', 'pvc', '--all', '--wait=true', '--timeout=60s']);
+  });
+});
