@@ -17,7 +17,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { stringify } from 'yaml';
 import { root } from '../helpers.ts';
 import {
   brokerVolume,
@@ -109,6 +111,92 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
     );
     assert.ok(afterReady <= 2 * interval + 1, `the first object came ${afterReady} s after Ready, more than two sampling intervals`);
     assert.ok(latency <= 2 * interval + 1, `the second object came ${latency} s after its first window, more than two sampling intervals`);
+  });
+
+  await t.test('a client in another namespace reaches the broker at the address it advertises', async () => {
+    const elsewhere = `${namespace}-client`;
+    kubectl(['create', 'namespace', elsewhere]);
+    t.after(() => kubectl(['delete', 'namespace', elsewhere, '--ignore-not-found', '--wait=false'], { allowFail: true }));
+    const port = p.broker.spec.template.spec.containers[0].ports.find((x: { name: string }) => x.name === 'client').containerPort;
+    const brokerLabels = p.broker.spec.template.metadata.labels as Record<string, string>;
+    const service = objs.find(
+      (o) =>
+        o.kind === 'Service' &&
+        o.spec.clusterIP !== 'None' &&
+        Object.entries(o.spec.selector ?? {}).every(([k, v]) => brokerLabels[k] === v) &&
+        Object.keys(o.spec.selector ?? {}).length > 0,
+    )!;
+    // Bootstraps at <service>.<namespace>.svc, then asks the partitions' leader (at its advertised
+    // address) for their offsets: with a short advertised name this second step could not resolve.
+    const script = `
+      import { KafkaJS } from '@confluentinc/kafka-javascript';
+      const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: ['${service.metadata.name}.${namespace}.svc:${port}'], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
+      await admin.connect();
+      const offsets = await admin.fetchTopicOffsets('${topic}');
+      console.log(JSON.stringify({ partitions: offsets.length, high: offsets.map((o) => Number(o.high)) }));
+      await admin.disconnect();`;
+    const job = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'kafka-client', namespace: elsewhere },
+      spec: {
+        backoffLimit: 0,
+        template: {
+          spec: {
+            restartPolicy: 'Never',
+            automountServiceAccountToken: false,
+            securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+            containers: [
+              {
+                name: 'client',
+                image: p.sink.spec.template.spec.containers[0].image,
+                imagePullPolicy: 'IfNotPresent',
+                args: ['node', '--input-type=module', '-e', script],
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+              },
+            ],
+          },
+        },
+      },
+    };
+    kubectl(['apply', '-f', '-'], { input: stringify(job) });
+    const done = kubectl(['-n', elsewhere, 'wait', '--for=condition=Complete', 'job/kafka-client', '--timeout=120s'], {
+      allowFail: true,
+      timeoutMs: 150_000,
+    });
+    const out = kubectl(['-n', elsewhere, 'logs', 'job/kafka-client'], { allowFail: true }).out.trim();
+    assert.equal(done.code, 0, `the client in ${elsewhere} did not complete: ${out}`);
+    const result = JSON.parse(out.split('\n').at(-1)!);
+    log(
+      `a client in namespace ${elsewhere} read the offsets of ${result.partitions} partitions from ${service.metadata.name}.${namespace}.svc`,
+    );
+    assert.ok(result.partitions > 0);
+    kubectl(['delete', 'namespace', elsewhere, '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+  });
+
+  await t.test('apply -k again after a change to the topic settings: the topic Job runs again, no immutable field', async () => {
+    // A kustomization of the overlay with one topic setting changed, as a user's edit of topics.env would be.
+    const dir = mkdtempSync(join(root, '.cache', 'e2e-reapply-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const topicsConfig = objs.find((o) => o.kind === 'ConfigMap' && o.data?.RETENTION_MS)!;
+    const name = topicsConfig.metadata.name.replace(/-[a-z0-9]{10}$/, '');
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      stringify({
+        apiVersion: 'kustomize.config.k8s.io/v1beta1',
+        kind: 'Kustomization',
+        resources: [relative(dir, overlay)],
+        configMapGenerator: [
+          { name, behavior: 'merge', literals: [`RETENTION_MS=${Number(topicsConfig.data!.RETENTION_MS) + 3_600_000}`] },
+        ],
+      }),
+    );
+    const out = kubectl(['apply', '-k', dir]).out;
+    const job = /job\.batch\/(\S+) created/.exec(out)?.[1];
+    assert.ok(job, `a new topic Job was created: ${out}`);
+    kubectl(['-n', namespace, 'wait', '--for=condition=Complete', `job/${job}`, '--timeout=300s'], { timeoutMs: 320_000 });
+    log(`re-applied with RETENTION_MS changed: Job ${job} completed`);
+    kubectl(['apply', '-k', overlay]); // back to the overlay as it is (a new Job again, the same settings as at first)
   });
 
   await t.test('drills: broker pod deleted, sink pod killed during uploads, sink rolled; every reading exactly once', async () => {
