@@ -1107,8 +1107,8 @@ async function stop(s: Sink, reason: string, loop: Promise<void>): Promise<numbe
   s.done = true;
   await loop;
   for (const o of owned()) o.owned = false;
-  await new Promise((res) => s.consumer.disconnect(res));
-  await s.dlq.disconnect().catch(() => {});
+  if (s.consumer) await new Promise((res) => s.consumer.disconnect(res)); // none yet when Kafka was never reached
+  await s.dlq?.disconnect().catch(() => {});
   if (left > 0) {
     log.error('records not uploaded before stop; not committed, the next sink writes them', { count: left });
     return 1;

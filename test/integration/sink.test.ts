@@ -238,3 +238,11 @@ test('a sink started before its topic exists picks the topic up once it is made 
     [value],
   );
 });
+
+test('a sink stopped before it ever reached Kafka exits 0: it held nothing', async (t) => {
+  const p = sink(t, { KAFKA_BROKERS: '127.0.0.1:1', S3_BUCKET: 'unused-bucket' });
+  await p.waitForLog('a failed connection attempt', (l) => l.msg === 'Kafka unreachable; retrying');
+  p.proc.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0, p.stderr());
+  assert.equal(p.logs.at(-1)?.msg, 'stopped');
+});
