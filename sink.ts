@@ -76,8 +76,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import schema from './schema/cpu-reading.v1.schema.json' with { type: 'json' };
 // prettier-ignore
 import {
-  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
-  logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime
+  anyBrokerReachable, checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient,
+  kafkaPassthrough, logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -1107,7 +1107,13 @@ async function stop(s: Sink, reason: string, loop: Promise<void>): Promise<numbe
   s.done = true;
   await loop;
   for (const o of owned()) o.owned = false;
-  if (s.consumer) await new Promise((res) => s.consumer.disconnect(res)); // none yet when Kafka was never reached
+  // Closing the consumer leaves the group, which needs a group coordinator: librdkafka's close then
+  // blocks a libuv thread until one answers, and a blocked thread keeps the process from exiting at
+  // all (seen: stuck past the deadline). Without one (the group was lost, or no broker answers) the
+  // sink goes without closing; the group notices at its session timeout. Nothing held was committed.
+  const canLeave = s.consumer && reason !== 'group-lost' && (await anyBrokerReachable(s.config.brokers, 2000)).ok;
+  if (canLeave) await new Promise((res) => s.consumer.disconnect(res));
+  else if (s.consumer) log.warn('leaving without closing the consumer: no group coordinator to answer', { reason });
   await s.dlq?.disconnect().catch(() => {});
   if (left > 0) {
     log.error('records not uploaded before stop; not committed, the next sink writes them', { count: left });
