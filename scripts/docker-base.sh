@@ -54,7 +54,7 @@ done
 
 # The mirror apt uses here for bookworm and, when configured, its security archive.
 # shellcheck disable=SC2016 # $(SITE) is apt's format, not the shell's
-apt_site() { apt-get indextargets --format '$(SITE)' 'Created-By: Packages' "Release: $1" 2>/dev/null | head -n 1; }
+apt_site() { apt-get indextargets --format '$(SITE)' 'Created-By: Packages' "Release: $1" 2>/dev/null | sed -n 1p; }
 mirror=${DEBIAN_MIRROR:-$(apt_site "$suite")}
 [ -n "$mirror" ] || die "no '$suite' source in apt's configuration (/etc/apt/sources.list*); set DEBIAN_MIRROR"
 security=$(apt_site "$suite-security")

@@ -42,4 +42,4 @@ CTR_SOCK=$KS/run/containerd.sock
 kctl() { "$KB/bin/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 ctrk() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
 # The interface of the default route (where traffic would leave the machine).
-uplink() { ip -4 route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }'; }
+uplink() { ip -4 route show default | awk '!found { for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); found = 1; break } }'; }

@@ -17,7 +17,7 @@ t0=$SECONDS
 log() { printf '[cluster down +%ss] %s\n' "$((SECONDS - t0))" "$*" >&2; }
 [ "$(id -u)" = 0 ] || { log "error: run as root"; exit 1; }
 if [ ! -d "$KS" ] && ! ip link show "$POD_BRIDGE" >/dev/null 2>&1 && ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1 &&
-   ! ip rule show | grep -q "lookup $GUARD_TABLE"; then
+   ! grep -q "lookup $GUARD_TABLE" < <(ip rule show); then
   log "nothing to do: no cluster state, links or guard on this host"
   exit 0
 fi
@@ -29,7 +29,7 @@ pid_of() {
   local f=$KS/run/$1.pid p
   [ -f "$f" ] || return 1
   p=$(cat "$f")
-  [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' <"/proc/$p/cmdline" | grep -q -- "$2" && echo "$p"
+  [ -r "/proc/$p/cmdline" ] && grep -q -- "$2" < <(tr '\0' ' ' <"/proc/$p/cmdline") && echo "$p"
 }
 stop() { # stop NAME PATTERN: SIGTERM, then SIGKILL after 30 s
   local p i
@@ -132,7 +132,7 @@ if [ -d "$before" ]; then
     status=1
   fi
 fi
-if findmnt -rn -o TARGET | grep -q -E "^$KS/"; then
+if grep -q -E "^$KS/" < <(findmnt -rn -o TARGET); then
   log "error: mounts remain under $KS; not deleting it"
   status=1
 else

@@ -30,7 +30,7 @@ guard_install() {
   local tool table chain spec
   ip route replace "$NODE_POD_CIDR" dev "$POD_BRIDGE" table "$GUARD_TABLE"
   ip route replace unreachable default table "$GUARD_TABLE"
-  ip rule show | grep -q "lookup $GUARD_TABLE" || ip rule add from "$POD_CIDR" lookup "$GUARD_TABLE" priority "$GUARD_TABLE"
+  grep -q "lookup $GUARD_TABLE" < <(ip rule show) || ip rule add from "$POD_CIDR" lookup "$GUARD_TABLE" priority "$GUARD_TABLE"
   iptables -t raw -N "$GUARD_CHAIN" 2>/dev/null || iptables -t raw -F "$GUARD_CHAIN"
   iptables -t raw -A "$GUARD_CHAIN" -d "$POD_CIDR" -j RETURN
   iptables -t raw -A "$GUARD_CHAIN" -d "$SVC_CIDR" -j RETURN
@@ -77,10 +77,10 @@ guard_check() {
   if [ "$(iptables -t mangle -S POSTROUTING | sed -n 2p | grep -c -- "$GUARD_TAG")" != 1 ]; then
     echo "guard: the first rule of mangle POSTROUTING is not the guard's" >&2; ok=1
   fi
-  ip rule show | grep -q "from $POD_CIDR lookup $GUARD_TABLE" || { echo "guard: no policy rule for $POD_CIDR" >&2; ok=1; }
+  grep -q "from $POD_CIDR lookup $GUARD_TABLE" < <(ip rule show) || { echo "guard: no policy rule for $POD_CIDR" >&2; ok=1; }
   # a pod address sending anywhere off the machine (a public address, the uplink's gateway, a
   # Service address that was not rewritten) must get "unreachable"
-  local gw; gw=$(ip -4 route show default | awk '{ print $3; exit }')
+  local gw; gw=$(ip -4 route show default | awk 'NR == 1 { print $3 }')
   for probe in 1.1.1.1 192.0.2.1 ${gw:+$gw} 10.96.123.45; do
     r=$(ip -4 route get "$probe" from "${NODE_POD_CIDR%.0/24}.200" iif "$POD_BRIDGE" 2>&1 || true)
     case $r in

@@ -33,7 +33,7 @@ host_compare() { # host_compare BEFORE_DIR: prints what differs; returns 1 if an
     if ! diff -q "$before/$f" "$now/$f" >/dev/null; then
       differ=1
       echo "host: $f differ from before up (< before, > now):"
-      diff "$before/$f" "$now/$f" | grep '^[<>]' | head -n 20 | sed 's/^/    /'
+      diff "$before/$f" "$now/$f" | grep '^[<>]' | sed -n 1,20p | sed 's/^/    /'
     fi
   done
   rm -rf "$now"

@@ -30,10 +30,10 @@ fi
 for l in "$NODE_BRIDGE" "$POD_BRIDGE"; do ! ip link show "$l" >/dev/null 2>&1 || die "link $l exists already"; done
 for net in "$NODE_IP/32" "$POD_CIDR" "$SVC_CIDR"; do
   [ -z "$(ip -4 route show table all to match "$net" | grep -v -E '^(default|unreachable default)' | grep -v 'table local' || true)" ] ||
-    die "$net is already routed on this machine: $(ip -4 route show table all to match "$net" | head -n 3)"
+    die "$net is already routed on this machine: $(ip -4 route show table all to match "$net" | sed -n 1,3p)"
 done
 for p in $ETCD_CLIENT_PORT $ETCD_PEER_PORT $ETCD_METRICS_PORT 10257 10259 10249 10256 10248; do
-  ! ss -Htln "sport = :$p" | grep -q . || die "port $p is in use"
+  ! grep -q . < <(ss -Htln "sport = :$p") || die "port $p is in use"
 done
 
 mkdir -p "$KS"/{run,etc,cni,pki} "$KS/data"/{etcd,containerd,kubelet,pod-logs,cni-ipam} "$KL"
