@@ -15,7 +15,7 @@
  *    sink's own file rules (PartitionFiles), with the nodes spread over 3 partitions by key.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -41,6 +41,7 @@ function build(): void {
 
 /** Kafka's ConsumerPerformance on the topic: its fetch rate in messages/s (group join excluded). */
 function consumerPerformance(bootstrap: string, topic: string, n: number): number {
+  const logs = mkdtempSync(join(tmpdir(), 'cpu-pipeline-consumer-perf-'));
   const r = spawnSync(
     'java',
     [
@@ -48,6 +49,7 @@ function consumerPerformance(bootstrap: string, topic: string, n: number): numbe
       '-cp',
       join(fetchKafka(), '*'),
       `-Dlog4j2.configurationFile=${join(root, 'scripts/kafka/log4j2.properties')}`,
+      `-Dkafka.logs.dir=${logs}`, // the log4j2 file's appender writes there
       'org.apache.kafka.tools.ConsumerPerformance',
       '--bootstrap-server',
       bootstrap,
@@ -60,6 +62,7 @@ function consumerPerformance(bootstrap: string, topic: string, n: number): numbe
     ],
     { encoding: 'utf8' },
   );
+  rmSync(logs, { recursive: true, force: true });
   const lines = r.stdout.trim().split('\n');
   const header = lines.findIndex((l) => l.startsWith('start.time'));
   const cols = lines[header].split(', ');
