@@ -457,6 +457,11 @@ function samplerMetrics(registry: Registry) {
       registers: r,
     }),
     connected: new Gauge({ name: 'sampler_kafka_connected', help: '1 once the producer has connected', registers: r }),
+    interval: new Gauge({
+      name: 'sampler_interval_seconds',
+      help: 'SAMPLE_INTERVAL_SECONDS: one reading per this many seconds',
+      registers: r,
+    }),
   };
 }
 type Metrics = ReturnType<typeof samplerMetrics>;
@@ -629,6 +634,7 @@ async function main(): Promise<void> {
   const log = logger('sampler', config.logLevel);
   const registry = metricsRegistry();
   const m = samplerMetrics(registry);
+  m.interval.set(config.intervalMs / 1000);
   const out = new Delivery(config, log, m);
   const snap = snapshotter(config.procRoot, config.cgroupRoot);
   const stopTicks = sample(config, log, m, snap, (r) => out.enqueue(r));

@@ -246,7 +246,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export type DeadLetterReason = 'empty' | 'oversize' | 'not-json' | 'duplicate-key' | 'not-object' | 'schema-version' | 'schema';
 
 export type Checked =
-  { ok: true; windowStart: string; hour: string; line: Buffer } | { ok: false; reason: DeadLetterReason; detail: string };
+  | { ok: true; windowStart: string; hour: string; line: Buffer; node: string; windowSeconds: number }
+  | { ok: false; reason: DeadLetterReason; detail: string };
 
 /**
  * Object members in JSON text: each ':' outside a string is one (the text must be valid JSON).
@@ -310,12 +311,16 @@ export function checkRecord(value: Buffer | null, maxBytes: number): Checked {
     const e = validReading.errors?.[0];
     return { ok: false, reason: 'schema', detail: `${e?.instancePath || '/'} ${e?.message ?? 'invalid'}` };
   }
-  const windowStart = (parsed as { window_start: string }).window_start;
+  const {
+    window_start: windowStart,
+    node,
+    window_seconds: windowSeconds,
+  } = parsed as { window_start: string; node: string; window_seconds: number };
   const hour = timePartition(windowStart);
   if (!hour) return { ok: false, reason: 'schema', detail: `/window_start ${windowStart} is not an RFC 3339 time` };
   // One record per line: a pretty-printed record is written compact (same JSON, other whitespace).
   const line = value.includes(10) || value.includes(13) ? Buffer.from(JSON.stringify(parsed)) : value;
-  return { ok: true, windowStart, hour, line };
+  return { ok: true, windowStart, hour, line, node, windowSeconds };
 }
 
 const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
@@ -545,6 +550,11 @@ export class PartitionFiles {
     return (this.open?.records ?? 0) + this.closed.reduce((n, f) => n + f.records, 0) + this.deadLetters.length;
   }
 
+  /** When the oldest file still held (not yet in S3) got its first record, ms; undefined: none held. */
+  oldestOpenedAt(): number | undefined {
+    return this.closed[0]?.openedAt ?? this.open?.openedAt;
+  }
+
   /** The offset the group may start from again: the first record still held, or the next one. */
   safePoint(): number {
     const held = [this.closed[0]?.first, this.open?.first, this.deadLetters[0]].filter((o) => o !== undefined);
@@ -625,8 +635,18 @@ interface Owned {
   high: number;
 }
 
+/** The last reading seen from a node: when it arrived, and the lengths of its last two windows. */
+interface NodeSeen {
+  atMs: number;
+  windows: [number, number];
+}
+
+/** A node not heard from for this long leaves /metrics (nodes come and go; the series must not pile up). */
+const NODE_FORGET_MS = 24 * 3600_000;
+
 interface Sink {
   config: SinkConfig;
+  nodes: Map<string, NodeSeen>;
   log: Logger;
   m: ReturnType<typeof sinkMetrics>;
   s3: S3Client;
@@ -710,7 +730,62 @@ function scrapedGauges(r: Registry[], s: Sink) {
         this.set(s.uploads);
       },
     }),
+    // Readings consumed but not in S3 yet: normally younger than FILE_MAX_AGE_SECONDS plus an
+    // upload; older means S3 is not taking files (the "sink not writing" alert).
+    oldestUnwritten: new Gauge({
+      name: 'sink_oldest_unwritten_record_age_seconds',
+      help: 'Seconds since the oldest record not yet in S3 was consumed; 0 when none is held',
+      registers: r,
+      collect() {
+        const oldest = Math.min(...[...s.states.values()].map((o) => o.files.oldestOpenedAt() ?? Infinity));
+        this.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
+      },
+    }),
+    ...nodeGauges(r, s),
   };
+}
+
+/**
+ * Per node, from the readings themselves: when the last one arrived and how long its windows are,
+ * so that an alert can say "no reading from this node for 3 intervals" without knowing the
+ * sampler's settings. The interval is the longer of the last two windows (the first window after
+ * a sampler starts is a partial one). Arrival time, not window time: a sink catching up on a
+ * backlog is the lag alert's business, not every node's.
+ */
+function nodeGauges(r: Registry[], s: Sink) {
+  const last = new Gauge({
+    name: 'sink_node_last_reading_timestamp_seconds',
+    help: 'When the last reading of the node was consumed, Unix time',
+    labelNames: ['node'],
+    registers: r,
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const [node, seen] of s.nodes) {
+        if (now - seen.atMs > NODE_FORGET_MS) s.nodes.delete(node);
+        else this.set({ node }, seen.atMs / 1000);
+      }
+    },
+  });
+  const interval = new Gauge({
+    name: 'sink_node_reading_interval_seconds',
+    help: "Length of the node's sampling window (the longer of its last two readings)",
+    labelNames: ['node'],
+    registers: r,
+    collect() {
+      this.reset();
+      for (const [node, seen] of s.nodes) this.set({ node }, Math.max(...seen.windows));
+    },
+  });
+  return { nodeLast: last, nodeInterval: interval };
+}
+
+function noteNode(s: Sink, node: string, windowSeconds: number): void {
+  const seen = s.nodes.get(node);
+  if (seen) {
+    seen.atMs = Date.now();
+    seen.windows = [seen.windows[1], windowSeconds];
+  } else s.nodes.set(node, { atMs: Date.now(), windows: [windowSeconds, windowSeconds] });
 }
 
 function sinkMetrics(registry: Registry, s: Sink) {
@@ -739,6 +814,11 @@ function sinkMetrics(registry: Registry, s: Sink) {
     }),
     uploadFailures: new Counter({ name: 'sink_upload_failures_total', help: 'Failed upload attempts (retried)', registers: r }),
     lastUpload: new Gauge({ name: 'sink_last_upload_timestamp_seconds', help: 'When an object was last written, Unix time', registers: r }),
+    fileMaxAge: new Gauge({
+      name: 'sink_file_max_age_seconds',
+      help: 'FILE_MAX_AGE_SECONDS: a file is closed this long after its first record',
+      registers: r,
+    }),
     ...scrapedGauges(r, s),
   };
 }
@@ -760,6 +840,7 @@ function handleMessage(s: Sink, m: Message): void {
   if (o.files.inS3(m.offset)) return void s.m.present.inc();
   const checked = checkRecord(m.value, s.config.recordMaxBytes);
   if (!checked.ok) return void deadLetter(s, o, m, checked.reason, checked.detail);
+  noteNode(s, checked.node, checked.windowSeconds);
   for (const file of o.files.add(m.offset, checked.hour, checked.line, Date.now())) closed(s, file);
 }
 
@@ -1130,6 +1211,7 @@ async function main(): Promise<void> {
     config,
     log,
     states: new Map(),
+    nodes: new Map(),
     uploads: 0,
     committing: 0,
     stopping: false,
@@ -1138,6 +1220,7 @@ async function main(): Promise<void> {
   } as unknown as Sink;
   const registry = metricsRegistry();
   s.m = sinkMetrics(registry, s);
+  s.m.fileMaxAge.set(config.maxAgeMs / 1000);
   let connected = false;
   let loop: Promise<void> = Promise.resolve();
   const ready = () => connected && !s.stopping && [...s.states.values()].every((o) => !o.failing && !o.dlqFailing);

@@ -35,12 +35,14 @@ const maxBytes = 65_536;
 
 // ---------------------------------------------------------------- checkRecord
 
-test('checkRecord accepts a valid v1 reading and returns its window_start', () => {
+test('checkRecord accepts a valid v1 reading and returns its window_start, node and window length', () => {
   assert.deepEqual(checkRecord(json(valid), maxBytes), {
     ok: true,
     windowStart: '2026-11-27T05:59:00.000Z',
     hour: 'dt=2026-11-27/hour=05',
     line: json(valid),
+    node: valid.node,
+    windowSeconds: valid.window_seconds,
   });
 });
 
@@ -65,6 +67,8 @@ test('checkRecord accepts a reading exactly as the sampler encodes it', () => {
     windowStart: '2025-01-01T12:00:00.000Z',
     hour: 'dt=2025-01-01/hour=12',
     line: value,
+    node: 'node-1',
+    windowSeconds: 60,
   });
 });
 
@@ -409,6 +413,19 @@ test('PartitionFiles closes a file when it holds maxRecords records, and opens t
   assert.equal(text(full), '{"n":0}\n{"n":1}\n{"n":2}\n');
   add(p, 3);
   assert.deepEqual([p.closed.length, p.open?.first], [1, 3]);
+});
+
+test('PartitionFiles knows when the oldest record it still holds arrived, until the last file is in S3', () => {
+  const p = core();
+  assert.equal(p.oldestOpenedAt(), undefined);
+  for (const offset of [0, 1, 2]) add(p, offset, hour5, at + offset);
+  add(p, 3, hour5, at + 10);
+  assert.equal(p.oldestOpenedAt(), at, 'the closed file, not yet written, is the oldest');
+  p.written(p.closed[0]);
+  assert.equal(p.oldestOpenedAt(), at + 10, 'then the open file');
+  p.close();
+  p.written(p.closed[0]);
+  assert.equal(p.oldestOpenedAt(), undefined);
 });
 
 test('PartitionFiles closes the open file first when a record of another hour arrives', () => {
