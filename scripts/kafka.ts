@@ -18,6 +18,9 @@
  *   await kafka.destroy()                 // stop and delete the data
  *
  * The broker's own log goes to <data folder>/server.log; errors also reach stderr.
+ * With `metricsPort`, the Prometheus JMX exporter (java agent, pinned in the pom too) serves the
+ * broker's metrics on 127.0.0.1:<metricsPort>/metrics, by the rules Kubernetes uses as well
+ * (k8s/base/kafka/jmx-exporter.yaml).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -35,6 +38,9 @@ const pom = join(here, 'kafka', 'pom.xml');
 export const kafkaVersion = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(pom, 'utf8'))![1];
 const libs = join(root, '.cache', 'kafka', kafkaVersion, 'libs');
 const fetched = join(libs, '.complete');
+export const jmxExporterVersion = /<jmx\.exporter\.version>([^<]+)<\/jmx\.exporter\.version>/.exec(readFileSync(pom, 'utf8'))![1];
+const jmxAgent = join(root, '.cache', 'jmx-exporter', jmxExporterVersion, `jmx_prometheus_javaagent-${jmxExporterVersion}.jar`);
+export const jmxExporterRules = join(root, 'k8s', 'base', 'kafka', 'jmx-exporter.yaml');
 
 function requireCommand(cmd: string, args: string[], why: string): void {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
@@ -61,6 +67,22 @@ export function fetchKafka(): string {
   return libs;
 }
 
+/** Downloads the JMX exporter's java agent into the cache once; returns the jar. */
+export function fetchJmxExporter(): string {
+  if (existsSync(jmxAgent)) return jmxAgent;
+  requireCommand('mvn', ['-v'], 'to download the JMX exporter from Maven Central');
+  const artifact = `io.prometheus.jmx:jmx_prometheus_javaagent:${jmxExporterVersion}`;
+  const r = spawnSync(
+    'mvn',
+    ['-B', '-q', '-f', pom, 'dependency:copy', `-Dartifact=${artifact}`, `-DoutputDirectory=${dirname(jmxAgent)}`],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  if (r.status !== 0 || !existsSync(jmxAgent)) throw new Error(`downloading ${artifact} with Maven failed (exit ${r.status})`);
+  return jmxAgent;
+}
+
 /** A port that was free a moment ago (bind to 0, read it, close). */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -79,6 +101,8 @@ export interface KafkaOptions {
   controllerPort?: number;
   /** Data folder; default: a new temp folder, deleted by destroy(). */
   dataDir?: string;
+  /** Serve the broker's metrics (JMX exporter) on 127.0.0.1 at this port; default: none. */
+  metricsPort?: number;
   /** Extra server.properties lines (`key=value`), e.g. a listener map for SASL. */
   properties?: Record<string, string>;
   /** Milliseconds to wait for the broker to answer; default 60 s. */
@@ -93,6 +117,8 @@ export interface KafkaOptions {
 export interface KafkaBroker {
   readonly bootstrap: string;
   readonly port: number;
+  /** Where the broker's Prometheus metrics are served (with KafkaOptions.metricsPort). */
+  readonly metricsPort?: number;
   readonly dataDir: string;
   /** Starts the broker again after stop(), same ports and data. */
   start(): Promise<void>;
@@ -151,6 +177,8 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     cp,
   ];
   const serverLog = join(dataDir, 'server.log');
+  // The agent only on the broker itself (not on the storage format run): it binds the port.
+  const agent = opts.metricsPort ? [`-javaagent:${fetchJmxExporter()}=127.0.0.1:${opts.metricsPort}:${jmxExporterRules}`] : [];
 
   if (!existsSync(join(dataDir, 'data', 'meta.properties'))) {
     const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], { encoding: 'utf8' });
@@ -164,7 +192,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   async function start(): Promise<void> {
     if (child) return;
     const startedAt = existsSync(serverLog) ? readFileSync(serverLog).length : 0;
-    const proc = spawn('java', [...jvm, 'kafka.Kafka', config], {
+    const proc = spawn('java', [...agent, ...jvm, 'kafka.Kafka', config], {
       stdio: ['ignore', 'ignore', 'inherit'],
       detached: opts.detached ?? false,
     });
@@ -204,6 +232,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   return {
     bootstrap: `127.0.0.1:${port}`,
     port,
+    metricsPort: opts.metricsPort,
     dataDir,
     start,
     stop,
@@ -219,6 +248,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (process.argv.includes('--fetch')) {
     console.log(`Kafka ${kafkaVersion} jars in ${fetchKafka()}`);
+    console.log(`JMX exporter ${jmxExporterVersion} in ${fetchJmxExporter()}`);
   } else {
     const port = Number(process.env.KAFKA_PORT ?? 9092);
     const controllerPort = Number(process.env.KAFKA_CONTROLLER_PORT ?? port + 1);
