@@ -25,6 +25,19 @@ RUN npm ci --omit=dev --no-audit --no-fund \
       build/deps/*.a build/deps/include build/deps/pkgconfig build/deps/librdkafka \
  && strip --strip-unneeded build/Release/*.node build/deps/*.so.* \
  && npm cache clean --force
+# The Prometheus JMX exporter's java agent for the broker (its pod copies it from this image with an
+# init container, so the same manifests work with the official apache/kafka image). From Maven
+# Central, checked against its SHA-256; the version is scripts/kafka/pom.xml's jmx.exporter.version.
+ARG JMX_EXPORTER_VERSION=1.0.1
+ARG JMX_EXPORTER_SHA256=7d61f737fd661610ccc14aea79764faa1ea94a340cbc8f0029b3d2edea3d80c1
+RUN mkdir -p /app/jmx && node --input-type=module -e " \
+      const v = process.env.JMX_EXPORTER_VERSION; \
+      const url = 'https://repo.maven.apache.org/maven2/io/prometheus/jmx/jmx_prometheus_javaagent/' + v + '/jmx_prometheus_javaagent-' + v + '.jar'; \
+      const res = await fetch(url); if (!res.ok) throw new Error(url + ': ' + res.status); \
+      const jar = Buffer.from(await res.arrayBuffer()); \
+      const sum = (await import('node:crypto')).createHash('sha256').update(jar).digest('hex'); \
+      if (sum !== process.env.JMX_EXPORTER_SHA256) throw new Error(url + ': SHA-256 ' + sum); \
+      (await import('node:fs')).writeFileSync('/app/jmx/jmx_prometheus_javaagent.jar', jar);"
 COPY sampler.ts sink.ts ./
 COPY lib ./lib
 COPY schema ./schema
@@ -39,6 +52,7 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/jmx ./jmx
 COPY package.json ./
 COPY schema ./schema
 # The official image's unprivileged user (uid 1000); Kubernetes enforces runAsNonRoot on top.

@@ -309,6 +309,20 @@ function configChecksums(chart: string): void {
   }
 }
 
+/**
+ * helmify writes a StatefulSet's pod annotations before its labels (Deployments and DaemonSets:
+ * after). The repairs below expect labels first, then annotations, then spec: put them in that order.
+ */
+function annotationsAfterLabels(chart: string): void {
+  for (const { path, text } of templateFiles(chart)) {
+    const fixed = text.replace(
+      /(\n  template:\n    metadata:\n)(      annotations:\n(?: {8}[^\n]+\n)+)(      labels:\n(?: {8}[^\n]+\n)+)/,
+      '$1$3$2',
+    );
+    if (fixed !== text) writeFileSync(path, fixed);
+  }
+}
+
 /** Selectors: our own name label plus the release label, for every workload (see the header). */
 function fixSelectors(chart: string): void {
   const helpers = join(chart, 'templates', '_helpers.tpl');
@@ -413,6 +427,7 @@ const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
 const target = join(out, 'cpu-pipeline');
 run(tool('helmify'), ['-original-name', target], manifests);
 restoreServiceAccounts(target, objects);
+annotationsAfterLabels(target);
 fixSelectors(target);
 restoreHeadlessServices(target, objects);
 secretRefsAsValues(target);

@@ -123,6 +123,13 @@ checks() {
   [ "$code" = 2 ] || fail "sink with S3_BUCKET=Bad_Bucket exited $code, expected 2: $err"
   [[ $err == *S3_BUCKET* ]] || fail "sink's config error does not name S3_BUCKET: $err"
   ok "sink config check exits $code on a read-only root: $err"
+
+  # The broker's metrics agent, which its init container copies out (as uid 1000, read-only root).
+  out=$(docker run --rm --read-only "$image" node --input-type=module -e \
+    "const b = (await import('node:fs')).readFileSync('jmx/jmx_prometheus_javaagent.jar'); console.log(b.length, (await import('node:crypto')).createHash('sha256').update(b).digest('hex'))") ||
+    fail "the JMX exporter jar is not readable in the image"
+  [ "${out#* }" = "$(sed -n 's/^ARG JMX_EXPORTER_SHA256=//p' Dockerfile)" ] || fail "the JMX exporter jar in the image is not the pinned one: $out"
+  ok "JMX exporter agent in the image: /app/jmx/jmx_prometheus_javaagent.jar, $out"
 }
 timed checks checks
 

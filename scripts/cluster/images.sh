@@ -7,6 +7,7 @@
 #                         Docker's layer cache makes that quick when nothing changed;
 #   apache/kafka:<v>      stand-in, scripts/cluster/images/kafka/ (the jars of scripts/kafka/pom.xml);
 #   motoserver/moto:<v>   stand-in, scripts/cluster/images/moto/ (moto's wheels from PyPI);
+#   prom/prometheus:v<v>  stand-in, scripts/cluster/images/prometheus/ (Debian's prometheus binary);
 # both on debian:bookworm-slim (BASE=debian scripts/docker-base.sh), cached by version and by a
 # hash of their recipe. Where Docker already holds the real image of that name, it is used as is.
 # Docker: the engine that answers, or a dockerd of its own (socket in /run, data in .cache/docker,
@@ -151,6 +152,20 @@ for image in "${images[@]}"; do
       mkdir -p "$work/moto/wheels"; cp "$wheels"/*.whl "$work/moto/wheels/"
       log "building the stand-in $image (Debian, Python 3.11, $(find "$wheels" -name '*.whl' | wc -l) wheels)"
       build_stand_in "$image" scripts/cluster/images/moto "$work/moto" --build-arg "MOTO_VERSION=$version"
+      save "$image" "$key"
+      ;;
+    prom/prometheus)
+      bin=$(node --import tsx scripts/prometheus.ts --fetch | sed -n 's/^Prometheus: \(.*\); promtool: .*/\1/p')
+      [ -x "$bin" ] || die "prometheus was not fetched"
+      got=$("$bin" --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')
+      [ "$version" = "v$got" ] || die "the manifests use $image but the Prometheus here is $got: make them agree"
+      key=$(recipe_key scripts/cluster/images/prometheus "$version" "$(sha256sum "$bin" | cut -c1-16)")
+      if real_image_present "$image"; then save "$image" real; continue; fi
+      if [ -s "$tar" ] && [ "$(cat "$tar.key" 2>/dev/null)" = "$key" ]; then log "$image: cached (${tar#"$cache"/})"; continue; fi
+      debian_base
+      mkdir -p "$work/prometheus"; cp "$bin" "$work/prometheus/prometheus"
+      log "building the stand-in $image (Debian's prometheus $got)"
+      build_stand_in "$image" scripts/cluster/images/prometheus "$work/prometheus"
       save "$image" "$key"
       ;;
     *) die "no way to build $image here: add a recipe to scripts/cluster/images.sh" ;;

@@ -8,6 +8,8 @@
  *   - failure drills while readings flow: the broker's pod deleted, the sink's pod killed at once
  *     (no grace period) during uploads, the sink's Deployment rolled; afterwards every reading the
  *     broker holds (every one the sampler had confirmed) is in S3 exactly once;
+ *   - the monitoring component's Prometheus scrapes the sampler, the sink and the broker (JMX
+ *     exporter), has the alert rules, and nothing fires;
  *   - `kubectl delete -k` leaves nothing behind.
  *
  *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
@@ -111,6 +113,48 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
     );
     assert.ok(afterReady <= 2 * interval + 1, `the first object came ${afterReady} s after Ready, more than two sampling intervals`);
     assert.ok(latency <= 2 * interval + 1, `the second object came ${latency} s after its first window, more than two sampling intervals`);
+  });
+
+  await t.test("the monitoring component's Prometheus scrapes the sampler, the sink and the broker, with the alert rules", async () => {
+    const prometheus = objs.find((o) => o.kind === 'Service' && o.metadata.labels?.['app.kubernetes.io/name'] === 'cpu-prometheus')!;
+    // Through the API server's proxy to the Service: nothing exposed on the host.
+    const api = (path: string) =>
+      JSON.parse(kubectl(['get', '--raw', `/api/v1/namespaces/${namespace}/services/${prometheus.metadata.name}:http/proxy${path}`]).out)
+        .data;
+    const since = Date.now();
+    const targets = await eventually(
+      'the three jobs scraped and up',
+      () => {
+        const active = api('/api/v1/targets?state=active').activeTargets as Array<{ labels: Record<string, string>; health: string }>;
+        const jobs = [...new Set(active.map((x) => x.labels.job))].sort();
+        return jobs.join() === 'cpu-kafka,cpu-sampler,cpu-sink' && active.every((x) => x.health === 'up') && active;
+      },
+      180_000,
+      5000,
+    );
+    log(`Prometheus: ${targets.map((x) => `${x.labels.job} ${x.labels.pod} up`).join(', ')} (${seconds(since)} s)`);
+    assert.equal(targets.find((x) => x.labels.job === 'cpu-sampler')!.labels.node, nodeName, 'the sampler target carries its node');
+    const query = (expr: string) => api(`/api/v1/query?query=${encodeURIComponent(expr)}`).result as unknown[];
+    for (const expr of [
+      `sink_node_last_reading_timestamp_seconds{node="${nodeName}"}`,
+      `sampler_readings_produced_total{node="${nodeName}"} > 0`,
+      'kafka_server_broker_state == 3',
+      `kafka_server_topic_messagesin_total{topic="${topic}"} > 0`,
+    ]) {
+      await eventually(`${expr} in Prometheus`, () => query(expr).length > 0, 120_000, 5000);
+    }
+    const alerts = (api('/api/v1/rules').groups as Array<{ rules: Array<{ type: string; name: string }> }>)
+      .flatMap((g) => g.rules)
+      .filter((r) => r.type === 'alerting');
+    assert.ok(alerts.length >= 13, `the alert rules are loaded (${alerts.length})`);
+    const firing = (api('/api/v1/alerts').alerts as Array<{ state: string; labels: Record<string, string> }>).filter(
+      (a) => a.state === 'firing',
+    );
+    assert.deepEqual(
+      firing.map((a) => a.labels.alertname),
+      [],
+      'nothing is wrong, nothing fires',
+    );
   });
 
   await t.test('a client in another namespace reaches the broker at the address it advertises', async () => {

@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { freePort, startKafka } from '../../scripts/kafka.ts';
+import { fetchJmxExporter, freePort, jmxExporterVersion, startKafka } from '../../scripts/kafka.ts';
 import { localScrapeConfigs, promtool, startPrometheus, type PrometheusServer } from '../../scripts/prometheus.ts';
 import { httpGet, root, runProgram, sinkScenario, uniqueName, waitFor, type Program } from '../helpers.ts';
 import type { TestContext } from 'node:test';
@@ -22,6 +23,14 @@ interface RuleGroup {
 }
 const alertNames = () =>
   (parse(readFileSync(rulesFile, 'utf8')).groups as RuleGroup[]).flatMap((g) => g.rules.map((r) => r.alert).filter((a) => a !== undefined));
+
+test('the image pins the JMX exporter the local broker runs, with the SHA-256 of that very jar', () => {
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const arg = (name: string) => new RegExp(`^ARG ${name}=(\\S+)$`, 'm').exec(dockerfile)?.[1];
+  assert.equal(arg('JMX_EXPORTER_VERSION'), jmxExporterVersion, 'Dockerfile and scripts/kafka/pom.xml agree on the version');
+  const jar = readFileSync(fetchJmxExporter());
+  assert.equal(arg('JMX_EXPORTER_SHA256'), createHash('sha256').update(jar).digest('hex'), 'the SHA-256 is the jar from Maven Central');
+});
 
 test('promtool: the alert rules are valid and their unit tests pass', () => {
   const check = promtool(['check', 'rules', rulesFile]);
