@@ -420,7 +420,7 @@ export function everyBoundary(intervalMs: number, tick: (boundaryMs: number) => 
 
 function samplerMetrics(registry: Registry) {
   const r = [registry];
-  return {
+  const m = {
     taken: new Counter({ name: 'sampler_readings_taken_total', help: 'Readings computed from two snapshots', registers: r }),
     skipped: new Counter({
       name: 'sampler_readings_skipped_total',
@@ -463,6 +463,9 @@ function samplerMetrics(registry: Registry) {
       registers: r,
     }),
   };
+  // Every reason from the start, at 0: a rate over a series that appears only at the first loss sees nothing.
+  for (const reason of ['queue_full', 'timeout', 'error', 'stopped']) m.failed.inc({ reason }, 0);
+  return m;
 }
 type Metrics = ReturnType<typeof samplerMetrics>;
 

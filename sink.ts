@@ -243,7 +243,8 @@ ajvFormats.default(ajv);
 const validReading = ajv.compile(schema);
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-export type DeadLetterReason = 'empty' | 'oversize' | 'not-json' | 'duplicate-key' | 'not-object' | 'schema-version' | 'schema';
+export const deadLetterReasons = ['empty', 'oversize', 'not-json', 'duplicate-key', 'not-object', 'schema-version', 'schema'] as const;
+export type DeadLetterReason = (typeof deadLetterReasons)[number];
 
 export type Checked =
   | { ok: true; windowStart: string; hour: string; line: Buffer; node: string; windowSeconds: number }
@@ -1221,6 +1222,8 @@ async function main(): Promise<void> {
   const registry = metricsRegistry();
   s.m = sinkMetrics(registry, s);
   s.m.fileMaxAge.set(config.maxAgeMs / 1000);
+  // Every reason from the start, at 0: a rate over a series that appears only at the first one sees nothing.
+  for (const reason of deadLetterReasons) s.m.deadLettered.inc({ reason }, 0);
   let connected = false;
   let loop: Promise<void> = Promise.resolve();
   const ready = () => connected && !s.stopping && [...s.states.values()].every((o) => !o.failing && !o.dlqFailing);

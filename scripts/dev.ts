@@ -6,17 +6,24 @@
  * (a reading every 5 s, files closed after 15 s), and prints each file as it lands.
  * Ctrl-C stops the programs (they flush and commit), then S3 and Kafka; nothing is left running.
  *
+ * `npm start -- --monitoring` adds a real Prometheus (Debian's, scripts/prometheus.ts) on
+ * localhost:9090 that scrapes the sampler, the sink and the broker (JMX exporter on :9404) with the
+ * alert rules of k8s/components/monitoring/alerts.yaml; its URL is printed.
+ *
  * Environment: KAFKA_PORT [9092], S3_PORT [9000], SAMPLER_HTTP_PORT [8080], SINK_HTTP_PORT [8081],
- * SAMPLE_INTERVAL_SECONDS [5], FILE_MAX_AGE_SECONDS [15], S3_BUCKET [cpu-pipeline-local].
+ * SAMPLE_INTERVAL_SECONDS [5], FILE_MAX_AGE_SECONDS [15], S3_BUCKET [cpu-pipeline-local];
+ * with --monitoring also PROMETHEUS_PORT [9090], KAFKA_METRICS_PORT [9404].
  * The objects live in the S3 server's memory and go when it stops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { startKafka } from './kafka.ts';
+import { localScrapeConfigs, startPrometheus } from './prometheus.ts';
 import { startS3 } from './s3.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,6 +32,8 @@ const kafkaPort = Number(env.KAFKA_PORT ?? 9092);
 const s3Port = Number(env.S3_PORT ?? 9000);
 const bucket = env.S3_BUCKET ?? 'cpu-pipeline-local';
 const topic = 'cpu-levels';
+const monitoring = process.argv.includes('--monitoring');
+const metricsPort = Number(env.KAFKA_METRICS_PORT ?? 9404);
 const say = (line: string) => process.stdout.write(`[dev] ${line}\n`);
 
 const stoppers: Array<() => Promise<void>> = [];
@@ -43,7 +52,12 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sign
 
 try {
   say(`starting Kafka on localhost:${kafkaPort} (first run downloads it with Maven)`);
-  const kafka = await startKafka({ port: kafkaPort, controllerPort: Number(env.KAFKA_CONTROLLER_PORT ?? kafkaPort + 1), detached: true });
+  const kafka = await startKafka({
+    port: kafkaPort,
+    controllerPort: Number(env.KAFKA_CONTROLLER_PORT ?? kafkaPort + 1),
+    metricsPort: monitoring ? metricsPort : undefined,
+    detached: true,
+  });
   stoppers.push(() => kafka.destroy());
   say(`starting the S3-compatible server on localhost:${s3Port} (first run installs it from PyPI)`);
   const s3 = await startS3({ port: s3Port, detached: true });
@@ -130,6 +144,22 @@ try {
     },
   );
 
+  if (monitoring) {
+    const samplerPort = env.SAMPLER_HTTP_PORT ?? '8080';
+    const prom = await startPrometheus({
+      scrapeConfigs: localScrapeConfigs({
+        sampler: [{ address: `127.0.0.1:${samplerPort}`, labels: { node: env.NODE_NAME || hostname() } }],
+        sink: [{ address: `127.0.0.1:${env.SINK_HTTP_PORT ?? '8081'}` }],
+        kafka: [{ address: `127.0.0.1:${metricsPort}` }],
+      }),
+      ruleFiles: [join(root, 'k8s', 'components', 'monitoring', 'alerts.yaml')],
+      interval: '5s',
+      port: Number(env.PROMETHEUS_PORT ?? 9090),
+      detached: true,
+    });
+    stoppers.unshift(() => prom.destroy()); // stopped last of all (the list runs in reverse)
+    say(`Prometheus at ${prom.url}: targets ${prom.url}/api/v1/targets, alerts ${prom.url}/api/v1/alerts`);
+  }
   say(`pipeline running: sampler -> Kafka topic ${topic} at ${kafka.bootstrap} -> sink -> s3://${bucket}/cpu-levels/ at ${s3.endpoint}`);
   say(`look at the files: npm run --silent s3 -- --ls ${s3.endpoint} ${bucket}   (Ctrl-C here stops everything)`);
 } catch (err) {

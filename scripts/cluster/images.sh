@@ -7,7 +7,7 @@
 #                         Docker's layer cache makes that quick when nothing changed;
 #   apache/kafka:<v>      stand-in, scripts/cluster/images/kafka/ (the jars of scripts/kafka/pom.xml);
 #   motoserver/moto:<v>   stand-in, scripts/cluster/images/moto/ (moto's wheels from PyPI);
-#   prom/prometheus:v<v>  stand-in, scripts/cluster/images/prometheus/ (Debian's prometheus binary);
+#   prom/prometheus:v<v>  stand-in, scripts/cluster/images/prometheus/ (built from the Go module proxy);
 # both on debian:bookworm-slim (BASE=debian scripts/docker-base.sh), cached by version and by a
 # hash of their recipe. Where Docker already holds the real image of that name, it is used as is.
 # Docker: the engine that answers, or a dockerd of its own (socket in /run, data in .cache/docker,
@@ -155,16 +155,28 @@ for image in "${images[@]}"; do
       save "$image" "$key"
       ;;
     prom/prometheus)
-      bin=$(node --import tsx scripts/prometheus.ts --fetch | sed -n 's/^Prometheus: \(.*\); promtool: .*/\1/p')
-      [ -x "$bin" ] || die "prometheus was not fetched"
-      got=$("$bin" --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')
-      [ "$version" = "v$got" ] || die "the manifests use $image but the Prometheus here is $got: make them agree"
-      key=$(recipe_key scripts/cluster/images/prometheus "$version" "$(sha256sum "$bin" | cut -c1-16)")
+      # Debian's prometheus has no Kubernetes service discovery (built without it), which the
+      # monitoring component's config uses: the version the manifests name is built from the Go
+      # module proxy instead (Prometheus 3.X.Y is module v0.3XX.Y), once, into .cache.
+      [[ $version =~ ^v3\.([0-9]+)\.([0-9]+)$ ]] || die "$image: expected a Prometheus 3.x tag"
+      module=$(printf 'v0.3%02d.%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")
+      bin=$cache/prometheus-build/$version/prometheus
+      key=$(recipe_key scripts/cluster/images/prometheus "$version")
       if real_image_present "$image"; then save "$image" real; continue; fi
       if [ -s "$tar" ] && [ "$(cat "$tar.key" 2>/dev/null)" = "$key" ]; then log "$image: cached (${tar#"$cache"/})"; continue; fi
+      if [ ! -x "$bin" ]; then
+        log "building Prometheus ${version#v} (github.com/prometheus/prometheus@$module) from the Go module proxy"
+        dir=$(go mod download -json "github.com/prometheus/prometheus@$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+        cp -r "$dir" "$work/prometheus-src"; chmod -R u+w "$work/prometheus-src"
+        mkdir -p "$(dirname "$bin")"
+        (cd "$work/prometheus-src" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 nice -n 19 go build -trimpath \
+          -ldflags "-s -w -X github.com/prometheus/common/version.Version=${version#v}" -o "$bin.partial" ./cmd/prometheus)
+        mv "$bin.partial" "$bin"
+        rm -rf "$work/prometheus-src"
+      fi
       debian_base
       mkdir -p "$work/prometheus"; cp "$bin" "$work/prometheus/prometheus"
-      log "building the stand-in $image (Debian's prometheus $got)"
+      log "building the stand-in $image (Prometheus ${version#v} built from its Go module)"
       build_stand_in "$image" scripts/cluster/images/prometheus "$work/prometheus"
       save "$image" "$key"
       ;;

@@ -170,4 +170,20 @@ test('a real Prometheus scrapes the sampler, the sink and the broker; "node stop
   await sc.s3.start();
   await waitFor('CpuPipelineSinkNotWriting resolved', async () => !(await firing(prom, 'CpuPipelineSinkNotWriting')), 60_000);
   assert.ok(!(await firing(prom, 'CpuPipelineKafkaDown')), 'the broker was up all along');
+
+  // The Grafana dashboard: every expression parses and returns data from this Prometheus.
+  for (const expr of dashboardExpressions()) {
+    await waitFor(`dashboard: ${expr}`, async () => (await prom.query(expr)).length > 0, 30_000);
+  }
 });
+
+/** The PromQL of every panel of the dashboard, Grafana's $__rate_interval made a fixed range. */
+function dashboardExpressions(): string[] {
+  const dashboard = JSON.parse(readFileSync(join(root, 'k8s/components/monitoring/dashboard.json'), 'utf8')) as {
+    panels: Array<{ targets?: Array<{ expr: string }> }>;
+  };
+  const exprs = dashboard.panels.flatMap((p) => p.targets ?? []).map((x) => x.expr.replaceAll('$__rate_interval', '30s'));
+  assert.ok(exprs.length >= 20, `the dashboard has ${exprs.length} expressions`);
+  for (const expr of exprs) assert.doesNotMatch(expr, /\$/, `${expr}: a Grafana variable the test does not know`);
+  return exprs;
+}
