@@ -89,7 +89,7 @@ test('the schema check rejects a misspelt field in a PodMonitor, a PrometheusRul
   assert.match(r.out, /Invalid: 2,/, 'only the two changed objects');
 });
 
-test('each PodMonitor selects one workload by name and part-of, and sets the job (and node) labels the alert rules select on', (t) => {
+test('each PodMonitor selects one workload by name and part-of, scrapes a named port of its pods, and sets the job (and node) labels the rules select on', (t) => {
   const objs = objects(renderWithComponent(t, 'local'));
   const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
   const jobs = new Map<string, string>();
@@ -106,6 +106,9 @@ test('each PodMonitor selects one workload by name and part-of, and sets the job
     );
     assert.equal(monitor.spec.jobLabel, undefined, `${what}: job comes from a relabeling (see the component's kustomization.yaml)`);
     assert.equal(monitor.spec.podMetricsEndpoints.length, 1);
+    const port = monitor.spec.podMetricsEndpoints[0].port;
+    const ports = selected[0].spec.template.spec.containers.flatMap((c: any) => (c.ports ?? []).map((p: any) => p.name));
+    assert.ok(ports.includes(port), `${what} scrapes port ${port}, a named port of the pods it selects (${ports.join(', ')})`);
     const relabelings: Array<Record<string, any>> = monitor.spec.podMetricsEndpoints[0].relabelings;
     const job = relabelings.filter((r) => r.targetLabel === 'job');
     assert.equal(job.length, 1, `${what} sets job once`);
