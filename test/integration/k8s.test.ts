@@ -11,7 +11,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parseDocument } from 'yaml';
-import { kubernetesVersion, schemaRoot, tool } from '../../scripts/k8s-tools.ts';
+import { kubeconformArgs, kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
 import { root } from '../helpers.ts';
 import { loadConfig as sinkConfig } from '../../sink.ts';
 
@@ -67,17 +67,7 @@ const podSpecs = (objs: any[]) =>
   objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind)).map((o) => [o, o.spec.template.spec]);
 const rendered = () => [...overlays.map((o) => [`overlay ${o}`, renderOverlay(o)]), ['chart', renderChart()]];
 
-function kubeconform(manifests: string) {
-  const location = join(
-    schemaRoot,
-    '{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json',
-  );
-  return run(
-    tool('kubeconform'),
-    ['-strict', '-summary', '-kubernetes-version', kubernetesVersion, '-schema-location', location, '-'],
-    manifests,
-  );
-}
+const kubeconform = (manifests: string) => run(tool('kubeconform'), kubeconformArgs(), manifests);
 
 // kube-score checks switched off for everything, and why. Object-specific exceptions are
 // annotations (kube-score/ignore) on the objects themselves, with the reason beside them.
