@@ -127,6 +127,21 @@ const templateFiles = (chart: string) =>
     .filter((f) => f.endsWith('.yaml'))
     .map((f) => ({ path: join(chart, 'templates', f), text: readFileSync(join(chart, 'templates', f), 'utf8') }));
 
+/**
+ * Lets `edit` change each object of each template file on its own: helmify puts several objects in
+ * one file (every Deployment in deployment.yaml, a PodMonitor beside the Service of its name), and
+ * the repairs below look for the first match of a pattern, which must be the object's own.
+ */
+function editObjects(chart: string, edit: (object: string, path: string) => string): void {
+  for (const { path, text } of templateFiles(chart)) {
+    const out = text
+      .split('\n---\n')
+      .map((o) => edit(o, path))
+      .join('\n---\n');
+    if (out !== text) writeFileSync(path, out);
+  }
+}
+
 const roleArnKey = 'eks.amazonaws.com/role-arn';
 
 /**
@@ -171,15 +186,15 @@ function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
       })
       .join('\n') + '\n',
   );
-  for (const { path, text } of templateFiles(chart)) {
+  editObjects(chart, (text) => {
     const kind = /^kind: (\S+)/m.exec(text)?.[1];
     const name = /^  name: (\S+)/m.exec(text)?.[1];
     const workload = objects.find((o) => o.kind === kind && o.metadata.name === name);
     const account = workload?.spec?.template?.spec?.serviceAccountName;
     const line = /^( *)serviceAccountName: \{\{ include "cpu-pipeline.serviceAccountName" \. \}\}\n/m;
     const named = `$1serviceAccountName: {{ .Values.serviceAccounts.${camel(account ?? '')}.name | default "${account}" }}\n`;
-    if (line.test(text)) writeFileSync(path, text.replace(line, account ? named : ''));
-  }
+    return text.replace(line, account ? named : '');
+  });
   editValues(chart, (values) => {
     delete values.serviceAccount;
     values.serviceAccounts = Object.fromEntries(
@@ -251,9 +266,9 @@ function withoutClusterDomain(chart: string): void {
  */
 function podSettingsAsValues(chart: string): void {
   const workloads: string[] = [];
-  for (const { path, text } of templateFiles(chart)) {
+  editObjects(chart, (text, path) => {
     const key = /nodeSelector: \{\{- toYaml \.Values\.(\w+)\.nodeSelector/.exec(text)?.[1];
-    if (!key) continue;
+    if (!key) return text;
     workloads.push(key);
     const template = text.indexOf('\n  template:\n    metadata:\n');
     const spec = text.indexOf('\n    spec:\n', template);
@@ -267,8 +282,8 @@ function podSettingsAsValues(chart: string): void {
       text.includes('      affinity: {{-') ? '' : `      affinity: {{- toYaml .Values.${key}.affinity | nindent 8 }}\n`,
       '      {{- with .Values.imagePullSecrets }}\n      imagePullSecrets:\n        {{- toYaml . | nindent 8 }}\n      {{- end }}\n',
     ].join('');
-    writeFileSync(path, text.slice(0, spec + 1) + annotations + podSpec + text.slice(spec + '\n    spec:\n'.length));
-  }
+    return text.slice(0, spec + 1) + annotations + podSpec + text.slice(spec + '\n    spec:\n'.length);
+  });
   editValues(chart, (values) => {
     for (const key of workloads) {
       values[key].affinity ??= {};
@@ -284,18 +299,17 @@ function podSettingsAsValues(chart: string): void {
  * generators' hash suffixes; the chart's ConfigMap names have none).
  */
 function configChecksums(chart: string): void {
-  const files = templateFiles(chart);
   const configMaps = new Map<string, string>(); // ConfigMap name -> its template file
-  for (const { path, text } of files) {
-    for (const doc of text.split(/^---$/m)) {
-      const name = /^kind: ConfigMap\nmetadata:\n  name: ([\w-]+)$/m.exec(doc)?.[1];
+  for (const { path, text } of templateFiles(chart)) {
+    for (const object of text.split('\n---\n')) {
+      const name = /^kind: ConfigMap\nmetadata:\n  name: ([\w-]+)$/m.exec(object)?.[1];
       if (name) configMaps.set(name, path.slice(path.lastIndexOf('/templates/') + '/templates/'.length));
     }
   }
-  for (const { path, text } of files) {
-    if (!/^kind: (Deployment|DaemonSet|StatefulSet)$/m.test(text)) continue;
+  editObjects(chart, (text, path) => {
+    if (!/^kind: (Deployment|DaemonSet|StatefulSet)$/m.test(text)) return text;
     const read = [...text.matchAll(/(?:configMapRef|configMap):\n\s+name: ([\w-]+)/g)].map((m) => m[1]).filter((n) => configMaps.has(n));
-    if (read.length === 0) continue;
+    if (read.length === 0) return text;
     const template = text.indexOf('\n  template:\n    metadata:\n');
     const spec = text.indexOf('\n    spec:\n', template);
     if (template < 0 || spec < 0) throw new Error(`${path}: helmify changed its pod template layout; review scripts/chart.ts`);
@@ -305,8 +319,8 @@ function configChecksums(chart: string): void {
     const has = text.indexOf('\n      annotations:\n', template);
     const [at, insert] =
       has > 0 && has < spec ? [has + '\n      annotations:\n'.length, lines.join('')] : [spec + 1, `      annotations:\n${lines.join('')}`];
-    writeFileSync(path, text.slice(0, at) + insert + text.slice(at));
-  }
+    return text.slice(0, at) + insert + text.slice(at);
+  });
 }
 
 /**
@@ -314,13 +328,9 @@ function configChecksums(chart: string): void {
  * after). The repairs below expect labels first, then annotations, then spec: put them in that order.
  */
 function annotationsAfterLabels(chart: string): void {
-  for (const { path, text } of templateFiles(chart)) {
-    const fixed = text.replace(
-      /(\n  template:\n    metadata:\n)(      annotations:\n(?: {8}[^\n]+\n)+)(      labels:\n(?: {8}[^\n]+\n)+)/,
-      '$1$3$2',
-    );
-    if (fixed !== text) writeFileSync(path, fixed);
-  }
+  editObjects(chart, (text) =>
+    text.replace(/(\n  template:\n    metadata:\n)(      annotations:\n(?: {8}[^\n]+\n)+)(      labels:\n(?: {8}[^\n]+\n)+)/, '$1$3$2'),
+  );
 }
 
 /** Selectors: our own name label plus the release label, for every workload (see the header). */
@@ -351,16 +361,14 @@ function fixSelectors(chart: string): void {
 
 /** Headless Service fields helmify drops (see the header). */
 function restoreHeadlessServices(chart: string, objects: Manifest[]): void {
-  for (const file of readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml'))) {
-    const path = join(chart, 'templates', file);
-    const t = readFileSync(path, 'utf8');
+  editObjects(chart, (t) => {
     const name = /^kind: Service\nmetadata:\n  name: (\S+)/m.exec(t)?.[1];
     const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === name) as
       { spec?: { clusterIP?: string; publishNotReadyAddresses?: boolean } } | undefined;
-    if (!svc || svc.spec?.clusterIP !== 'None') continue;
+    if (!svc || svc.spec?.clusterIP !== 'None') return t;
     const extra = `  clusterIP: None\n${svc.spec.publishNotReadyAddresses ? '  publishNotReadyAddresses: true\n' : ''}`;
-    writeFileSync(path, t.replace(/^spec:\n/m, `spec:\n${extra}`));
-  }
+    return t.replace(/^spec:\n/m, `spec:\n${extra}`);
+  });
 }
 
 /** secretKeyRef names and keys as values (see the header). */
