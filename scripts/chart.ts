@@ -12,11 +12,22 @@
  * stay what the programs expect; it still trims the names' common prefix (`cpu-`) from value keys
  * and file names (values `sampler`, `sink`, `kafka`, `kafkaTopics`).
  *
+ * The optional components monitoring and monitoring-operator (k8s/components/) are in the chart
+ * too, each behind a value that is off by default (monitoring.enabled, monitoringOperator.enabled:
+ * a cluster may have no Prometheus Operator kinds). The overlay is rendered with both; a
+ * component's objects are those its own rendering adds to the overlay's, and each is wrapped in
+ * an `if` on its value. Their ConfigMaps' files (prometheus.yml, alerts.yaml, dashboard.json)
+ * become chart files read with .Files.Get, so they reach the cluster byte for byte, and the
+ * PrometheusRule reads its groups from alerts.yaml there: Helm would take the rules'
+ * `{{ $labels.node }}` for template text. monitoringOperator.labels go on the PodMonitors and the
+ * PrometheusRule, for a Prometheus that selects them by label (kube-prometheus-stack: release).
+ *
  * Then deterministic repairs and additions, each in its own function below:
  * - helmify folds every ServiceAccount into one shared, optional account used by every pod; that
  *   would hand the sink's IAM role (IRSA) to all of them, so the accounts are written back one
  *   per workload, as in the manifests, with serviceAccounts.<name>.create/.name/.annotations; the
  *   overlay's role ARN (a placeholder) becomes irsa.roleArn, required unless irsa.enabled=false.
+ *   A RoleBinding (the Prometheus's) binds its own subject's account by the same value.
  * - helmify adds its own `app.kubernetes.io/name: <chart>` to every selector, on top of ours (so
  *   the cpu-kafka Service would select the apps' pods), and forgets StatefulSet pods: its selector
  *   helper is cut down to the release label, which is then added to the StatefulSet too.
@@ -40,10 +51,11 @@
  * Needs kubectl (its built-in kustomize) and helmify (`npm run k8s-tools` builds it into .cache/bin).
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments, parseDocument, stringify } from 'yaml';
 import { tool } from './k8s-tools.ts';
 
@@ -108,8 +120,74 @@ type Manifest = {
   kind: string;
   metadata: { name: string; annotations?: Record<string, string> };
   automountServiceAccountToken?: boolean;
-  spec?: { template?: { spec?: { serviceAccountName?: string } } };
+  data?: Record<string, string>;
+  subjects?: Array<{ kind: string; name: string }>;
+  spec?: { template?: { spec?: { serviceAccountName?: string } }; groups?: unknown };
 };
+
+const objectKey = (o: Manifest) => `${o.kind}/${o.metadata.name}`;
+
+/** A component of k8s/components/ that the chart carries behind <value>.enabled, off by default. */
+type Optional = { component: string; value: string; labels?: boolean };
+const optionalComponents: Optional[] = [
+  { component: 'monitoring', value: 'monitoring' },
+  // Off by default also because a cluster without the Prometheus Operator has no such kinds.
+  // <value>.labels: kube-prometheus-stack's Prometheus selects them by `release: <its release>`.
+  { component: 'monitoring-operator', value: 'monitoringOperator', labels: true },
+];
+
+/**
+ * The overlay rendered with these optional components and without the others (the local
+ * overlay has monitoring on), with the name and Job changes above. kustomize takes no absolute
+ * path to the components, so the overlay's `components:` is rewritten in a copy of k8s/.
+ */
+function render(components: string[]): string {
+  const copy = mkdtempSync(join(tmpdir(), 'cpu-pipeline-k8s-'));
+  try {
+    const k8s = join(copy, 'k8s');
+    cpSync(join(root, 'k8s'), k8s, { recursive: true });
+    const at = relative(join(root, 'k8s'), resolve(root, overlay));
+    if (at.startsWith('..')) throw new Error(`${overlay} is not below k8s/: the optional components are found from there`);
+    const dir = join(k8s, at);
+    const file = join(dir, 'kustomization.yaml');
+    const kustomization = parseDocument(readFileSync(file, 'utf8')).toJS() as { components?: string[] };
+    const optional = optionalComponents.map((c) => join(k8s, 'components', c.component));
+    kustomization.components = [
+      ...(kustomization.components ?? []).filter((c) => !optional.includes(resolve(dir, c))),
+      ...components.map((c) => relative(dir, join(k8s, 'components', c))),
+    ];
+    writeFileSync(file, stringify(kustomization));
+    return jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', dir])));
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The overlay with every optional component, and which component made which object: the objects
+ * its own rendering adds to the overlay's (kind/name -> component). A component that changed an
+ * object of the overlay could not be switched off by leaving objects out: that stops here.
+ */
+function withOptionalComponents(): { manifests: string; owners: Map<string, Optional> } {
+  const parse = (manifests: string) => parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
+  const base = new Map(parse(render([])).map((o) => [objectKey(o), o]));
+  const owners = new Map<string, Optional>();
+  for (const c of optionalComponents) {
+    for (const o of parse(render([c.component]))) {
+      const same = base.get(objectKey(o));
+      if (!same) owners.set(objectKey(o), c);
+      else if (!isDeepStrictEqual(o, same))
+        throw new Error(`${c.component} changes ${objectKey(o)} of ${overlay}, which the chart cannot switch off; review scripts/chart.ts`);
+    }
+  }
+  const manifests = render(optionalComponents.map((c) => c.component));
+  const all = parse(manifests).map(objectKey).sort();
+  if (!isDeepStrictEqual(all, [...base.keys(), ...owners.keys()].sort()))
+    throw new Error(`the optional components together make other objects than each alone; review scripts/chart.ts`);
+  return { manifests, owners };
+}
+
+const enabled = (c: Optional) => `.Values.${c.value}.enabled`;
 
 const camel = (name: string) => name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
@@ -150,7 +228,7 @@ const roleArnKey = 'eks.amazonaws.com/role-arn';
  * manifest's name) and .annotations. The IAM role annotation (IRSA) becomes irsa.roleArn, which
  * is required while irsa.enabled is on and the chart makes the account; no placeholder account id.
  */
-function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
+function restoreServiceAccounts(chart: string, objects: Manifest[], owners: Map<string, Optional>): void {
   const accounts = objects.filter((o) => o.kind === 'ServiceAccount');
   writeFileSync(
     join(chart, 'templates', 'serviceaccount.yaml'),
@@ -167,8 +245,9 @@ function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
                 '  {{- end }}',
                 '  {{- with $annotations }}',
               ];
+        const owner = owners.get(objectKey(a));
         return [
-          `{{- if ${v}.create }}`,
+          `{{- if ${owner ? `and ${enabled(owner)} ` : ''}${v}.create }}`,
           '---',
           'apiVersion: v1',
           'kind: ServiceAccount',
@@ -193,7 +272,17 @@ function restoreServiceAccounts(chart: string, objects: Manifest[]): void {
     const account = workload?.spec?.template?.spec?.serviceAccountName;
     const line = /^( *)serviceAccountName: \{\{ include "cpu-pipeline.serviceAccountName" \. \}\}\n/m;
     const named = `$1serviceAccountName: {{ .Values.serviceAccounts.${camel(account ?? '')}.name | default "${account}" }}\n`;
-    return text.replace(line, account ? named : '');
+    // helmify binds its one shared account; bind the subject's own, by the same value.
+    const subjects = (workload?.subjects ?? []).filter((s) => s.kind === 'ServiceAccount');
+    for (const s of subjects)
+      if (!accounts.some((a) => a.metadata.name === s.name))
+        throw new Error(`${kind}/${name} binds ${s.name}, not an account of the chart`);
+    const subject = /^( *)name: '\{\{ include "cpu-pipeline.serviceAccountName" \. \}\}'\n/gm;
+    return text.replace(line, account ? named : '').replace(subject, (_, indent: string) => {
+      const s = subjects.shift();
+      if (!s) throw new Error(`${kind}/${name}: helmify wrote more subjects than it has; review scripts/chart.ts`);
+      return `${indent}name: {{ .Values.serviceAccounts.${camel(s.name)}.name | default "${s.name}" }}\n`;
+    });
   });
   editValues(chart, (values) => {
     delete values.serviceAccount;
@@ -299,11 +388,12 @@ function podSettingsAsValues(chart: string): void {
  * generators' hash suffixes; the chart's ConfigMap names have none).
  */
 function configChecksums(chart: string): void {
+  const file = (path: string) => path.slice(path.lastIndexOf('/templates/') + '/templates/'.length);
   const configMaps = new Map<string, string>(); // ConfigMap name -> its template file
   for (const { path, text } of templateFiles(chart)) {
     for (const object of text.split('\n---\n')) {
       const name = /^kind: ConfigMap\nmetadata:\n  name: ([\w-]+)$/m.exec(object)?.[1];
-      if (name) configMaps.set(name, path.slice(path.lastIndexOf('/templates/') + '/templates/'.length));
+      if (name) configMaps.set(name, file(path));
     }
   }
   editObjects(chart, (text, path) => {
@@ -313,6 +403,8 @@ function configChecksums(chart: string): void {
     const template = text.indexOf('\n  template:\n    metadata:\n');
     const spec = text.indexOf('\n    spec:\n', template);
     if (template < 0 || spec < 0) throw new Error(`${path}: helmify changed its pod template layout; review scripts/chart.ts`);
+    if (read.some((n) => configMaps.get(n) === file(path)))
+      throw new Error(`${path}: a checksum of its own file would include itself; review scripts/chart.ts`);
     const lines = [...new Set(read)].map(
       (name) => `        checksum/${name}: {{ include (print $.Template.BasePath "/${configMaps.get(name)}") $ | sha256sum }}\n`,
     );
@@ -429,12 +521,120 @@ function storageClassesAsValues(chart: string, objects: Manifest[]): void {
   });
 }
 
-const manifests = jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', join(root, overlay)])));
+/**
+ * The files in the optional components' ConfigMaps (prometheus.yml, alerts.yaml, dashboard.json)
+ * become chart files, files/<ConfigMap>/<key>, read with .Files.Get. helmify makes them values,
+ * and its copies lose the blank lines and the final newline; a chart file reaches the cluster as
+ * it is. A PrometheusRule's groups are read from the rule file among them: one copy of the rules
+ * in the chart, and their `{{ $labels.node }}` is not template text for Helm there.
+ */
+function componentFiles(chart: string, objects: Manifest[], owners: Map<string, Optional>): void {
+  const files = new Map<string, string>(); // chart file -> its text
+  const values: string[] = [];
+  for (const o of objects.filter((o) => o.kind === 'ConfigMap' && owners.has(objectKey(o)))) {
+    const keys = Object.keys(o.data ?? {});
+    editObjects(chart, (text, path) => {
+      if (!new RegExp(`^kind: ConfigMap\nmetadata:\n  name: ${o.metadata.name}$`, 'm').test(text)) return text;
+      for (const key of keys) {
+        const file = `files/${o.metadata.name}/${key}`;
+        const line = new RegExp(`^  ${key.replace(/\./g, '\\.')}: \\{\\{ \\.Values\\.([\\w.]+) \\| toYaml \\| indent 1\\s+\\}\\}$`, 'm');
+        const value = line.exec(text)?.[1];
+        if (!value) throw new Error(`${path}: helmify wrote ${key} of ConfigMap ${o.metadata.name} otherwise; review scripts/chart.ts`);
+        text = text.replace(line, `  ${key}: {{ .Files.Get "${file}" | toYaml | indent 1 }}`);
+        files.set(file, o.data![key]);
+        values.push(value);
+      }
+      return text;
+    });
+  }
+  for (const [file, text] of files) {
+    mkdirSync(dirname(join(chart, file)), { recursive: true });
+    writeFileSync(join(chart, file), text);
+  }
+  for (const rule of objects.filter((o) => o.kind === 'PrometheusRule' && owners.has(objectKey(o)))) {
+    const from = [...files].find(([, text]) => isDeepStrictEqual(parseDocument(text).toJS()?.groups, rule.spec?.groups))?.[0];
+    if (!from || Object.keys(rule.spec ?? {}).join() !== 'groups')
+      throw new Error(`PrometheusRule ${rule.metadata.name}: not the groups of a rule file in the chart; review scripts/chart.ts`);
+    editObjects(chart, (text, path) => {
+      if (!new RegExp(`^kind: PrometheusRule\nmetadata:\n  name: ${rule.metadata.name}$`, 'm').test(text)) return text;
+      const spec = text.indexOf('\nspec:\n'); // the last field helmify writes
+      if (spec < 0) throw new Error(`${path}: PrometheusRule ${rule.metadata.name} has no spec; review scripts/chart.ts`);
+      const groups = `\nspec:\n  groups: {{- (.Files.Get "${from}" | fromYaml).groups | toYaml | nindent 4 }}`;
+      return text.slice(0, spec) + groups + (text.endsWith('\n') ? '\n' : '');
+    });
+  }
+  editValues(chart, (v) => {
+    for (const path of values) {
+      const keys = path.split('.');
+      const parent = keys.slice(0, -1).reduce((o, k) => o[k], v);
+      delete parent[keys.at(-1)!];
+      if (keys.length === 2 && Object.keys(parent).length === 0) delete v[keys[0]];
+    }
+  });
+}
+
+/**
+ * The objects of each optional component inside `{{- if .Values.<value>.enabled }}`, found by
+ * kind and name (its ServiceAccount: restoreServiceAccounts does that), with <value>.labels
+ * added to their own labels where the component has them; the values, off by default. A template
+ * file of one component's objects is wrapped as a whole. Objects in a file with others (helmify
+ * groups by kind and by name: the PodMonitor cpu-sink in sink.yaml) move to
+ * templates/<component>.yaml, so that the overlay's files, which the config checksums hash,
+ * render the same whether a component is on or not.
+ */
+function componentsBehindValues(chart: string, owners: Map<string, Optional>): void {
+  const found = new Set<string>();
+  const moved = new Map<Optional, string[]>(); // component -> its objects from files shared with others
+  const labelled = (text: string, c: Optional, path: string) => {
+    if (!c.labels) return text;
+    const include = '  {{- include "cpu-pipeline.labels" . | nindent 4 }}\n';
+    if (!text.includes(include)) throw new Error(`${path}: an object without the labels helper line; review scripts/chart.ts`);
+    return text.replace(include, `${include}  {{- with .Values.${c.value}.labels }}\n  {{- toYaml . | nindent 4 }}\n  {{- end }}\n`);
+  };
+  const wrap = (objects: string[], c: Optional, path: string) => {
+    const body = objects.map((o) => labelled(o, c, path)).join('\n---\n');
+    return `{{- if ${enabled(c)} }}\n${body.trimEnd()}\n{{- end }}\n`;
+  };
+  for (const { path, text } of templateFiles(chart)) {
+    const objects = text.split('\n---\n').map((o) => {
+      const key = `${/^kind: (\S+)$/m.exec(o)?.[1]}/${/^metadata:\n  name: (\S+)$/m.exec(o)?.[1]}`;
+      return { text: o, key, owner: owners.get(key) };
+    });
+    const owned = objects.filter((o) => o.owner);
+    if (owned.length === 0) continue;
+    for (const o of owned) found.add(o.key);
+    const others = objects.filter((o) => !o.owner).map((o) => o.text);
+    const [c] = owned.map((o) => o.owner!);
+    if (others.length === 0 && owned.every((o) => o.owner === c)) {
+      const texts = owned.map((o) => o.text);
+      writeFileSync(path, wrap(texts, c, path));
+      continue;
+    }
+    for (const o of owned) moved.set(o.owner!, [...(moved.get(o.owner!) ?? []), o.text]);
+    writeFileSync(path, `${others.join('\n---\n').trimEnd()}\n`);
+  }
+  for (const [c, objects] of moved) {
+    const path = join(chart, 'templates', `${c.component}.yaml`);
+    if (existsSync(path)) throw new Error(`helmify wrote ${path} itself; review scripts/chart.ts`);
+    writeFileSync(path, wrap(objects, c, path));
+  }
+  const missed = [...owners.keys()].filter((k) => !k.startsWith('ServiceAccount/') && !found.has(k));
+  if (missed.length) throw new Error(`not found in the templates: ${missed.join(', ')}; review scripts/chart.ts`);
+  editValues(chart, (values) => {
+    for (const c of optionalComponents) {
+      if (c.value in values) throw new Error(`helmify made a value ${c.value} of its own; review scripts/chart.ts`);
+      values[c.value] = c.labels ? { enabled: false, labels: {} } : { enabled: false };
+    }
+  });
+}
+
+const { manifests, owners } = withOptionalComponents();
 const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
 const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
 const target = join(out, 'cpu-pipeline');
 run(tool('helmify'), ['-original-name', target], manifests);
-restoreServiceAccounts(target, objects);
+componentFiles(target, objects, owners);
+restoreServiceAccounts(target, objects, owners);
 annotationsAfterLabels(target);
 fixSelectors(target);
 restoreHeadlessServices(target, objects);
@@ -442,6 +642,7 @@ secretRefsAsValues(target);
 storageClassesAsValues(target, objects);
 projectImageAsValue(target);
 withoutClusterDomain(target);
+componentsBehindValues(target, owners);
 configChecksums(target);
 podSettingsAsValues(target);
 // Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod.
