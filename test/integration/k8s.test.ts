@@ -2,7 +2,8 @@
  * Offline proof of the Kubernetes delivery: every overlay and the Helm chart render, validate
  * strictly against the Kubernetes OpenAPI schemas of a pinned version (unknown fields are errors),
  * pass a linter (kube-score) with each exception written down here, and the chart is exactly
- * what `npm run chart` generates, with Services that select the pods they should.
+ * what `npm run chart` generates, with Services that select the pods they should. The monitoring
+ * components are in the chart behind values that are off by default, their files byte for byte.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -54,10 +55,11 @@ const renderChart = (values: Record<string, string> = {}) => {
   assert.equal(r.code, 0, r.err);
   return r.out;
 };
-const chartObjects = (values: Record<string, string> = {}): any[] =>
-  parseAllDocuments(renderChart(values))
+const objectsOf = (manifests: string): any[] =>
+  parseAllDocuments(manifests)
     .map((d) => d.toJS())
     .filter(Boolean);
+const chartObjects = (values: Record<string, string> = {}) => objectsOf(renderChart(values));
 const chartFind = (objs: any[], kind: string, name: string) => {
   const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
   assert.ok(o, `${kind}/${name} is in the rendered chart`);
@@ -87,12 +89,21 @@ test('helm lint --strict passes on the chart', () => {
   assert.equal(r.code, 0, r.out + r.err);
 });
 
+const assertValid = (name: string, manifests: string) => {
+  const r = kubeconform(manifests);
+  assert.equal(r.code, 0, `${name}: ${r.out}${r.err}`);
+  assert.match(r.out, /Invalid: 0, Errors: 0, Skipped: 0/, name);
+};
+
+const assertKubeScore = (name: string, manifests: string) => {
+  const r = run(tool('kube-score'), ['score', '-', '-o', 'ci', '--ignore-test', Object.keys(kubeScoreIgnored).join(',')], manifests);
+  const problems = r.out.split('\n').filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l));
+  assert.deepEqual(problems, [], name);
+  assert.equal(r.code, 0, `${name}: ${r.err}`);
+};
+
 test(`every overlay and the chart validate strictly against the Kubernetes ${kubernetesVersion} schemas`, () => {
-  for (const [name, manifests] of rendered()) {
-    const r = kubeconform(manifests);
-    assert.equal(r.code, 0, `${name}: ${r.out}${r.err}`);
-    assert.match(r.out, /Invalid: 0, Errors: 0, Skipped: 0/, name);
-  }
+  for (const [name, manifests] of rendered()) assertValid(name, manifests);
 });
 
 test('the schema check rejects an unknown field and a wrong type (it is strict, not a formality)', () => {
@@ -106,12 +117,7 @@ test('the schema check rejects an unknown field and a wrong type (it is strict, 
 });
 
 test('kube-score passes on every overlay and the chart, with each exception written down', () => {
-  for (const [name, manifests] of rendered()) {
-    const r = run(tool('kube-score'), ['score', '-', '-o', 'ci', '--ignore-test', Object.keys(kubeScoreIgnored).join(',')], manifests);
-    const problems = r.out.split('\n').filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l));
-    assert.deepEqual(problems, [], name);
-    assert.equal(r.code, 0, `${name}: ${r.err}`);
-  }
+  for (const [name, manifests] of rendered()) assertKubeScore(name, manifests);
 });
 
 test("in the chart, every Service selects the pods of exactly one workload, and the apps' broker is a Service of the chart", () => {
@@ -419,4 +425,118 @@ test('in the chart, pods carry a checksum of the ConfigMap they read: a changed 
   assert.notDeepEqual(after['cpu-sink'], before['cpu-sink'], 'the sink rolls when its setting changes');
   assert.deepEqual(after['cpu-sampler'], before['cpu-sampler'], 'the sampler does not');
   assert.deepEqual(after['cpu-kafka'], before['cpu-kafka'], 'the broker does not');
+});
+
+// The monitoring components of k8s/components/, in the chart behind values that are off by default.
+const monitoringFile = (file: string) => readFileSync(join(root, 'k8s', 'components', 'monitoring', file), 'utf8');
+const operatorObject = (file: string) =>
+  parseDocument(readFileSync(join(root, 'k8s', 'components', 'monitoring-operator', file), 'utf8')).toJS();
+const keyOf = (o: any) => `${o.kind}/${o.metadata.name}`;
+/** What the values add to the default chart, as kind/name. */
+const addedTo = (objs: any[]) => {
+  const defaults = new Set(chartObjects().map(keyOf));
+  return objs
+    .map(keyOf)
+    .filter((k) => !defaults.has(k))
+    .sort();
+};
+/** The pipeline's own pods are as in the default chart: switching monitoring on rolls none of them. */
+const assertNoRoll = (objs: any[]) => {
+  const pods = (of: any[]) => new Map(podSpecs(of).map(([o]) => [keyOf(o), o.spec.template]));
+  const now = pods(objs);
+  for (const [key, pod] of pods(chartObjects())) assert.deepEqual(now.get(key), pod, `${key} is unchanged`);
+};
+
+test('by default the chart has no monitoring objects: no Prometheus, dashboard, PodMonitor or PrometheusRule', () => {
+  const objs = chartObjects();
+  const found = objs.filter(
+    (o) =>
+      ['PodMonitor', 'PrometheusRule', 'Role', 'RoleBinding'].includes(o.kind) ||
+      ['cpu-prometheus', 'cpu-pipeline-dashboard', 'cpu-pipeline-alerts'].includes(o.metadata.name) ||
+      o.metadata.labels?.grafana_dashboard,
+  );
+  assert.deepEqual(found.map(keyOf), []);
+  const values = parseDocument(readFileSync(join(root, 'chart', 'values.yaml'), 'utf8')).toJS();
+  assert.deepEqual(values.monitoring, { enabled: false });
+  assert.deepEqual(values.monitoringOperator, { enabled: false, labels: {} });
+});
+
+test("with monitoring.enabled the chart has the component's Prometheus, its rules and config byte for byte, and the dashboard", () => {
+  const manifests = renderChart({ 'monitoring.enabled': 'true' });
+  const objs = objectsOf(manifests);
+  const prometheus = ['ConfigMap', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'].map((k) => `${k}/cpu-prometheus`);
+  assert.deepEqual(addedTo(objs), ['ConfigMap/cpu-pipeline-dashboard', ...prometheus]);
+  // Go template text of Prometheus ({{ $labels.node }}) and Grafana ({{node}}) reaches the cluster as written.
+  const config = chartFind(objs, 'ConfigMap', 'cpu-prometheus').data;
+  assert.deepEqual(Object.keys(config).sort(), ['alerts.yaml', 'prometheus.yml']);
+  assert.equal(config['alerts.yaml'], monitoringFile('alerts.yaml'));
+  assert.match(config['alerts.yaml'], /\{\{ \$labels\.node \}\}/);
+  assert.equal(config['prometheus.yml'], monitoringFile('prometheus.yml'));
+  const dashboard = chartFind(objs, 'ConfigMap', 'cpu-pipeline-dashboard');
+  assert.equal(dashboard.data['dashboard.json'], monitoringFile('dashboard.json'));
+  assert.match(dashboard.data['dashboard.json'], /\{\{node\}\}/);
+  assert.equal(dashboard.metadata.labels.grafana_dashboard, '1', "for the Grafana chart's dashboard sidecar");
+
+  const pod = chartFind(objs, 'Deployment', 'cpu-prometheus').spec.template;
+  assert.deepEqual(
+    pod.spec.volumes.filter((v: any) => v.configMap).map((v: any) => v.configMap.name),
+    ['cpu-prometheus'],
+  );
+  assert.ok(pod.metadata.annotations?.['checksum/cpu-prometheus'], 'a changed rule or scrape setting rolls the Prometheus');
+  const component = parseDocument(monitoringFile('prometheus-deployment.yaml')).toJS();
+  assert.equal(pod.spec.containers[0].image, component.spec.template.spec.containers[0].image);
+  const account = chartFind(objs, 'ServiceAccount', pod.spec.serviceAccountName);
+  const binding = chartFind(objs, 'RoleBinding', 'cpu-prometheus');
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: 'default' }]);
+  assert.deepEqual(chartFind(objs, 'Role', binding.roleRef.name).rules, [
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+  ]);
+  const selector = chartFind(objs, 'Service', 'cpu-prometheus').spec.selector;
+  assert.ok(
+    Object.entries(selector).every(([k, v]) => pod.metadata.labels[k] === v),
+    'its Service selects its pods',
+  );
+  assertNoRoll(objs);
+
+  assertValid('chart with monitoring', manifests);
+  assertKubeScore('chart with monitoring', manifests);
+});
+
+test('with monitoring.enabled the Prometheus image, resources and account are values', () => {
+  const image = { 'prometheus.prometheus.image.repository': 'mirror.example/prometheus', 'prometheus.prometheus.image.tag': 'v9' };
+  const account = { 'serviceAccounts.cpuPrometheus.create': 'false', 'serviceAccounts.cpuPrometheus.name': 'made-elsewhere' };
+  const objs = chartObjects({ 'monitoring.enabled': 'true', 'prometheus.prometheus.resources.limits.memory': '2Gi', ...image, ...account });
+  const pod = chartFind(objs, 'Deployment', 'cpu-prometheus').spec.template.spec;
+  assert.equal(pod.containers[0].image, 'mirror.example/prometheus:v9');
+  assert.equal(pod.containers[0].resources.limits.memory, '2Gi');
+  assert.equal(pod.serviceAccountName, 'made-elsewhere');
+  assert.equal(chartFind(objs, 'RoleBinding', 'cpu-prometheus').subjects[0].name, 'made-elsewhere', 'the Role is bound to that account');
+  assert.ok(!objs.some((o) => o.kind === 'ServiceAccount' && /prometheus|elsewhere/.test(o.metadata.name)), 'no account made for it');
+});
+
+test("with monitoringOperator.enabled the chart has the component's PodMonitors and PrometheusRule, with the labels a Prometheus selects", () => {
+  const manifests = renderChart({
+    'monitoringOperator.enabled': 'true',
+    'monitoringOperator.labels.release': 'kps',
+  });
+  const objs = objectsOf(manifests);
+  const podMonitors = ['cpu-kafka', 'cpu-sampler', 'cpu-sink'].map((n) => `PodMonitor/${n}`);
+  assert.deepEqual(addedTo(objs), [...podMonitors, 'PrometheusRule/cpu-pipeline-alerts']);
+  for (const o of objs.filter((o) => ['PodMonitor', 'PrometheusRule'].includes(o.kind))) {
+    assert.equal(o.metadata.labels.release, 'kps', `${keyOf(o)}: monitoringOperator.labels`);
+    assert.equal(o.metadata.labels['app.kubernetes.io/part-of'], 'cpu-pipeline', `${keyOf(o)}: its own labels stay`);
+  }
+  for (const name of ['kafka', 'sampler', 'sink'])
+    assert.deepEqual(
+      chartFind(objs, 'PodMonitor', `cpu-${name}`).spec,
+      operatorObject(`${name}-podmonitor.yaml`).spec,
+      `PodMonitor cpu-${name}`,
+    );
+  const rule = chartFind(objs, 'PrometheusRule', 'cpu-pipeline-alerts');
+  assert.deepEqual(rule.spec.groups, parseDocument(monitoringFile('alerts.yaml')).toJS().groups, 'the groups of alerts.yaml');
+  assertNoRoll(objs);
+
+  // kubeconformArgs() knows the operator's CRD schemas: Skipped: 0 means the four were checked.
+  assertValid('chart with monitoringOperator', manifests);
+  assertKubeScore('chart with monitoringOperator', manifests);
 });
