@@ -368,7 +368,7 @@ test('the chart has a helm test: a restricted, non-root pod with an image of the
   assert.match(script, /\/readyz/);
 });
 
-test('the chart has NOTES that say what was installed, how the sink gets credentials and how to check it', () => {
+test('the chart has NOTES that say what was installed, how the sink gets credentials and how to check it, monitoring included', () => {
   // helm renders NOTES.txt only on install (which needs a cluster): a copy of the chart renders
   // the same text offline, as a named template inside a ConfigMap.
   const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-notes-'));
@@ -402,6 +402,10 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
     ])
       assert.ok(irsa.includes(what), `NOTES mention ${what}`);
     assert.match(notes({ 'irsa.enabled': 'false' }), /aws-secret/, 'without IRSA, NOTES say the keys come from the Secret');
+    assert.doesNotMatch(irsa, /cpu-prometheus|PodMonitor/, 'no monitoring by default');
+    const monitoring = notes({ 'monitoring.enabled': 'true', 'monitoringOperator.enabled': 'true' });
+    assert.match(monitoring, /port-forward svc\/cpu-prometheus 9090/, 'NOTES say how to reach the Prometheus');
+    assert.match(monitoring, /get podmonitors,prometheusrules/, 'and how to see the operator objects');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
