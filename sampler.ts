@@ -50,8 +50,8 @@ import type { KafkaJS } from '@confluentinc/kafka-javascript';
 import { Counter, Gauge, type Registry } from 'prom-client';
 // prettier-ignore
 import {
-  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient, kafkaPassthrough,
-  logger, metricsRegistry, propertiesFor, startRuntime, throwIf, type CommonConfig, type Logger
+  checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, KafkaAccess, kafkaClient,
+  kafkaPassthrough, logger, metricsRegistry, propertiesFor, startRuntime, throwIf, type CommonConfig, type Logger
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -473,22 +473,30 @@ type Metrics = ReturnType<typeof samplerMetrics>;
  * Gets readings to the broker: an idempotent producer (acks=all, librdkafka retries until
  * message.timeout.ms) with a bounded queue, and before the first connection an outbox here with
  * the same bound. Readings stay counted as pending until the broker confirms them.
+ * A producer that hits a fatal error (an idempotent producer the broker will not give a producer
+ * id, e.g. a user without the ACL to write) is done for good, and one the broker refuses (no ACL
+ * for the topic) would fail every reading: either way its readings go back to the outbox, and
+ * onLost() asks for a new producer after a pause.
  */
 class Delivery {
   #producer: KafkaJS.Producer | undefined; // the one that connected
-  #outbox: Reading[] = []; // readings taken before the first connection
+  #outbox: Reading[] = []; // readings taken while no producer is connected
   #inFlight = new Map<number, number>(); // id -> time taken (ms), until delivery is confirmed
   #nextId = 0;
   readonly #config: SamplerConfig;
   readonly #log: Logger;
   readonly #m: Metrics;
   readonly #kafka: KafkaJS.Kafka;
+  readonly #access: KafkaAccess;
+  /** Called when the producer is lost to a fatal error; main() connects a new one. */
+  onLost: () => void = () => {};
 
-  constructor(config: SamplerConfig, log: Logger, m: Metrics) {
+  constructor(config: SamplerConfig, log: Logger, m: Metrics, access: KafkaAccess) {
     this.#config = config;
     this.#log = log;
     this.#m = m;
-    this.#kafka = kafkaClient(config, log);
+    this.#access = access;
+    this.#kafka = kafkaClient(config, log, 'producer', access);
   }
 
   pending(): number {
@@ -546,14 +554,19 @@ class Delivery {
     const id = this.#nextId++;
     this.#inFlight.set(id, Date.now());
     const { key, value, headers } = encodeReading(reading);
-    this.#producer!.send({ topic: this.#config.topic, messages: [{ key, value, headers }] })
+    const producer = this.#producer!;
+    producer
+      .send({ topic: this.#config.topic, messages: [{ key, value, headers }] })
       .then(
         () => {
           this.#m.produced.inc();
           this.#m.lastDelivered.set(Date.now() / 1000);
+          this.#access.ok();
           this.#log.debug('reading delivered', { window_end: reading.window_end });
         },
         (err: Error) => {
+          // Refused (no ACL) or fatal: not the reading's fault; it waits for the next producer.
+          if (this.#access.note(err.message) || /fatal error/i.test(err.message)) return this.#lost(producer, reading);
           const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
           this.#m.failed.inc({ reason });
           this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
@@ -563,6 +576,17 @@ class Delivery {
         this.#inFlight.delete(id);
         this.#m.pending.set(this.pending());
       });
+  }
+
+  /** The producer went fatal or was refused: the reading waits in the outbox for the next one. */
+  #lost(producer: KafkaJS.Producer, reading: Reading): void {
+    this.#outbox.push(reading);
+    if (this.#producer !== producer) return;
+    this.#producer = undefined;
+    this.#m.connected.set(0);
+    this.#log.warn('Kafka producer given up; a new one will connect', { queued: this.#outbox.length });
+    void producer.disconnect().catch(() => {});
+    this.onLost();
   }
 }
 
@@ -638,13 +662,15 @@ async function main(): Promise<void> {
   const registry = metricsRegistry();
   const m = samplerMetrics(registry);
   m.interval.set(config.intervalMs / 1000);
-  const out = new Delivery(config, log, m);
+  const access = new KafkaAccess(log);
+  const out = new Delivery(config, log, m, access);
   const snap = snapshotter(config.procRoot, config.cgroupRoot);
   const stopTicks = sample(config, log, m, snap, (r) => out.enqueue(r));
   let connected = false;
   let stopping = false;
-  // Ready: connected, and no reading has waited for the broker longer than an interval (or 30 s).
-  const ready = () => connected && !stopping && out.oldestWaitMs() <= Math.max(config.intervalMs, 30_000);
+  // Ready: connected, let in (credentials and ACLs), and no reading has waited for the broker
+  // longer than an interval (or 30 s).
+  const ready = () => connected && !stopping && !access.denied && out.oldestWaitMs() <= Math.max(config.intervalMs, 30_000);
   const stop = async (reason: string) => {
     stopping = true;
     stopTicks();
@@ -658,16 +684,29 @@ async function main(): Promise<void> {
   const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop });
   log.info('started', { ...settingsToLog(config, snap), http_port: port });
   // Connect, retrying for as long as it takes; readings taken meanwhile wait in the outbox.
-  connected = await connectWithRetry({
-    program: 'sampler',
-    brokers: config.brokers,
-    source: config.passthroughSource,
-    log,
-    stopping: () => stopping,
-    fields: () => ({ queued: out.pending() }),
-    onConfigError: stopTicks,
-    connect: () => out.connect(),
-  });
+  const connect = () =>
+    connectWithRetry({
+      program: 'sampler',
+      brokers: config.brokers,
+      source: config.passthroughSource,
+      log,
+      access,
+      stopping: () => stopping,
+      fields: () => ({ queued: out.pending() }),
+      onConfigError: stopTicks,
+      connect: () => out.connect(),
+    });
+  // A producer lost to a fatal error: a new one after a pause that grows while it keeps happening
+  // (a missing ACL fails again at once), from 5 s to a minute.
+  let pause = 5000;
+  let lastLost = 0;
+  out.onLost = () => {
+    connected = false;
+    pause = Date.now() - lastLost < 2 * pause ? Math.min(pause * 2, 60_000) : 5000;
+    lastLost = Date.now();
+    setTimeout(async () => (connected = await connect()), pause).unref();
+  };
+  connected = await connect();
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -76,8 +76,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import schema from './schema/cpu-reading.v1.schema.json' with { type: 'json' };
 // prettier-ignore
 import {
-  anyBrokerReachable, checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, kafkaClient,
-  kafkaPassthrough, logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime
+  anyBrokerReachable, checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, KafkaAccess,
+  kafkaClient, kafkaPassthrough, logger, metricsRegistry, propertiesFor, splitTopicConf, startRuntime, throwIf, type CommonConfig, type Logger, type Runtime
 } from './lib/runtime.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -647,6 +647,7 @@ const NODE_FORGET_MS = 24 * 3600_000;
 
 interface Sink {
   config: SinkConfig;
+  access: KafkaAccess;
   nodes: Map<string, NodeSeen>;
   log: Logger;
   m: ReturnType<typeof sinkMetrics>;
@@ -966,12 +967,15 @@ async function deadLetter(s: Sink, o: Owned, m: Message, reason: DeadLetterReaso
     'dlq-timestamp': String(m.timestamp ?? ''),
   };
   for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+    const producer = s.dlq;
     try {
-      await s.dlq.send({ topic: config.dlqTopic, messages: [{ key: (m.key ?? null) as Buffer | null, value: m.value, headers }] });
+      await producer.send({ topic: config.dlqTopic, messages: [{ key: (m.key ?? null) as Buffer | null, value: m.value, headers }] });
       break;
     } catch (err) {
       if (!o.owned) return; // the partition moved on; its next owner dead-letters the record again
       o.dlqFailing = true;
+      s.access.note((err as Error).message);
+      if (/fatal error/i.test((err as Error).message)) await renewDlq(s, producer).catch(() => {});
       log.error('dead-letter write failed; retrying', {
         partition: m.partition,
         offset: m.offset,
@@ -1038,6 +1042,7 @@ function onRebalance(s: Sink, consumer: Consumer, err: LibrdKafkaError, assignme
       if (cooperative) consumer.incrementalAssign(assignment);
       else consumer.assign(assignment);
       log.info('partitions assigned', { partitions });
+      if (partitions.length > 0) s.access.ok(); // the group and the topic let this user in
       for (const p of partitions) measureLag(s, consumer, s.states.get(p)!);
     } else if (err.code === ERR_REVOKE) {
       for (const p of partitions) {
@@ -1105,7 +1110,8 @@ async function consumeLoop(s: Sink): Promise<void> {
     try {
       messages = await new Promise<Message[]>((res, rej) => consumer.consume(1000, (err, ms) => (err ? rej(err) : res(ms))));
     } catch (err) {
-      s.log.warn('consume failed; retrying', { error: (err as Error).message });
+      // An access problem (a missing ACL) is logged once, by name; anything else each time.
+      if (!s.access.note((err as Error).message)) s.log.warn('consume failed; retrying', { error: (err as Error).message });
       await sleep(1000);
       continue;
     }
@@ -1133,13 +1139,16 @@ async function connect(s: Sink): Promise<void> {
   ) as Consumer;
   consumer.setDefaultConsumeTimeout(500); // also how often a paused consumer looks for callbacks
   consumer.setDefaultIsTimeoutOnlyForFirstMessage(true);
-  consumer.on('event.error', (err: LibrdKafkaError) =>
-    log.warn('kafka client error', { component: 'kafka', error: err.message, code: err.code }),
-  );
-  consumer.on('event.log', (e: { severity: number; fac: string; message: string }) => {
-    if (e.severity <= 4) log[e.severity <= 3 ? 'error' : 'warn'](e.message, { component: 'kafka', fac: e.fac });
+  consumer.on('event.error', (err: LibrdKafkaError) => {
+    s.access.note(err.message);
+    log.warn('kafka client error', { component: 'kafka', error: err.message, code: err.code });
   });
-  const dlq = kafkaClient(config, log, 'producer').producer({ kafkaJS: { idempotent: true, acks: -1 } });
+  consumer.on('event.log', (e: { severity: number; fac: string; message: string }) => {
+    if (e.severity > 4) return;
+    s.access.note(e.message);
+    log[e.severity <= 3 ? 'error' : 'warn'](e.message, { component: 'kafka', fac: e.fac });
+  });
+  const dlq = dlqProducer(s);
   try {
     await new Promise<void>((res, rej) => consumer.connect({ timeout: 10_000 }, (err) => (err ? rej(err) : res())));
     await dlq.connect();
@@ -1151,6 +1160,24 @@ async function connect(s: Sink): Promise<void> {
   }
   s.consumer = consumer;
   s.dlq = dlq;
+}
+
+function dlqProducer(s: Sink): KafkaJS.Producer {
+  return kafkaClient(s.config, s.log, 'producer', s.access).producer({ kafkaJS: { idempotent: true, acks: -1 } });
+}
+
+/**
+ * The dead-letter producer hit a fatal error (an idempotent producer the broker refuses a producer
+ * id, e.g. no ACL to write the dead-letter topic): it is done for good, so a new one takes over.
+ */
+async function renewDlq(s: Sink, failed: KafkaJS.Producer): Promise<void> {
+  if (s.dlq !== failed) return; // another write renewed it already
+  const fresh = dlqProducer(s);
+  await fresh.connect();
+  if (s.dlq !== failed) return void fresh.disconnect().catch(() => {});
+  s.dlq = fresh;
+  void failed.disconnect().catch(() => {});
+  s.log.warn('dead-letter producer failed for good; a new one took over');
 }
 
 /** Once a second: close files that are old enough, commit what is safe, retry uploads that failed. */
@@ -1212,6 +1239,7 @@ async function main(): Promise<void> {
     config,
     log,
     states: new Map(),
+    access: new KafkaAccess(log),
     nodes: new Map(),
     uploads: 0,
     committing: 0,
@@ -1226,7 +1254,7 @@ async function main(): Promise<void> {
   for (const reason of deadLetterReasons) s.m.deadLettered.inc({ reason }, 0);
   let connected = false;
   let loop: Promise<void> = Promise.resolve();
-  const ready = () => connected && !s.stopping && [...s.states.values()].every((o) => !o.failing && !o.dlqFailing);
+  const ready = () => connected && !s.stopping && !s.access.denied && [...s.states.values()].every((o) => !o.failing && !o.dlqFailing);
   const stopSink = (reason: string) => stop(s, reason, loop);
   s.runtime = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop: stopSink });
   log.info('started', { ...settingsToLog(config), http_port: s.runtime.port });
@@ -1235,6 +1263,7 @@ async function main(): Promise<void> {
     brokers: config.brokers,
     source: config.passthroughSource,
     log,
+    access: s.access,
     stopping: () => s.stopping,
     connect: () => connect(s),
   });

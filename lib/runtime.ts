@@ -244,13 +244,13 @@ export function propertiesFor(kind: 'consumer' | 'producer' | 'admin', props: Re
 }
 
 /** A KafkaJS-style client for producers and admin clients, given only the properties of its kind. */
-export function kafkaClient(s: KafkaSettings, log: Logger, kind: 'producer' | 'admin' = 'producer'): KafkaJS.Kafka {
+export function kafkaClient(s: KafkaSettings, log: Logger, kind: 'producer' | 'admin' = 'producer', access?: KafkaAccess): KafkaJS.Kafka {
   return new KafkaJS.Kafka({
     ...propertiesFor(kind, s.passthrough),
     kafkaJS: {
       brokers: s.brokers.split(',').map((b) => b.trim()),
       clientId: s.clientId,
-      logger: kafkaLogger(log),
+      logger: kafkaLogger(log, access),
       logLevel: KafkaJS.logLevel.WARN,
     },
   });
@@ -338,15 +338,88 @@ export function logger(program: string, min: Level = 'info', write = (line: stri
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
 
+// ---------------------------------------------------------------- Kafka access (SASL, ACLs)
+
+export type AccessProblem = { cause: 'authentication' | 'authorization'; reason: string };
+
+/**
+ * Whether a Kafka client's error says the broker turned this client away, and what to do about it.
+ * librdkafka says so in its own words, in log lines and errors; these are the ones it uses.
+ */
+export function kafkaAccessProblem(message: string): AccessProblem | undefined {
+  if (/SASL authentication (error|failed)|authentication failure|invalid credentials/i.test(message)) {
+    return {
+      cause: 'authentication',
+      reason:
+        'the broker refused the credentials (SASL authentication failed): check KAFKA_CONFIG_SASL_USERNAME, ' +
+        'KAFKA_CONFIG_SASL_PASSWORD and KAFKA_CONFIG_SASL_MECHANISMS',
+    };
+  }
+  const denied = /\b(topic|group|cluster|transactional id) authorization failed/i.exec(message);
+  if (denied) {
+    return {
+      cause: 'authorization',
+      reason: `the broker denied this user access to a ${denied[1].toLowerCase()} (${denied[0]}): it needs an ACL for it (README: Kafka authentication)`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * What the programs know of their access to Kafka: set by any client error that is an access
+ * problem, cleared by anything that shows access works (connected, delivered, assigned). While set,
+ * /readyz fails; the problem is logged once, in words that name the cause, and again every five
+ * minutes while it lasts (the clients retry by themselves: a fixed password or a new ACL is
+ * picked up without a restart).
+ */
+export class KafkaAccess {
+  problem: (AccessProblem & { detail: string }) | undefined;
+  #loggedAt = 0;
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** A client's error or log message; true if it was an access problem. */
+  note(message: string): boolean {
+    const found = kafkaAccessProblem(message);
+    if (!found) return false;
+    const changed = found.cause !== this.problem?.cause;
+    this.problem = { ...found, detail: message };
+    if (changed || Date.now() - this.#loggedAt >= 5 * 60_000) {
+      this.#loggedAt = Date.now();
+      this.#log.error('Kafka refused access', { cause: found.cause, reason: found.reason, detail: message });
+    }
+    return true;
+  }
+
+  ok(): void {
+    if (!this.problem) return;
+    this.#log.info('Kafka access works again', { was: this.problem.cause });
+    this.problem = undefined;
+  }
+
+  get denied(): boolean {
+    return this.problem !== undefined;
+  }
+}
+
 /** The Kafka client's own log lines, as ours (it would otherwise print objects to the console). */
-function kafkaLogger(log: Logger): KafkaJS.Logger {
+function kafkaLogger(log: Logger, access?: KafkaAccess): KafkaJS.Logger {
   const make = (namespace: string): KafkaJS.Logger => {
     const fields = (extra?: object) => ({ component: 'kafka', namespace, ...cleanKafkaExtra(extra) });
     return {
       debug: (m, e) => log.debug(m, fields(e)),
       info: (m, e) => log.info(m, fields(e)),
-      warn: (m, e) => log.warn(m, fields(e)),
-      error: (m, e) => log.error(m, fields(e)),
+      warn: (m, e) => {
+        access?.note(m);
+        log.warn(m, fields(e));
+      },
+      error: (m, e) => {
+        access?.note(m);
+        log.error(m, fields(e));
+      },
       namespace: (ns) => make(ns),
       setLogLevel: () => {},
     };
@@ -516,6 +589,8 @@ export async function connectWithRetry(o: {
   brokers: string;
   source: Record<string, string>;
   log: Logger;
+  /** Access problems are logged by KafkaAccess, in their own words, not as "unreachable". */
+  access?: KafkaAccess;
   stopping: () => boolean;
   connect: () => Promise<void>;
   fields?: () => object;
@@ -535,9 +610,20 @@ export async function connectWithRetry(o: {
           exitOnConfigError(o.program, new ConfigError(problem));
         }
         probe.error = (err as Error).message;
+        o.access?.note(probe.error);
       }
     }
-    o.log.error('Kafka unreachable; retrying', { brokers: o.brokers, attempt, retry_in_ms: delay, error: probe.error, ...o.fields?.() });
+    const fields = { brokers: o.brokers, attempt, retry_in_ms: delay, error: probe.error, ...o.fields?.() };
+    if (o.access?.denied) o.log.debug('Kafka refused access; retrying', { attempt, retry_in_ms: delay });
+    else if (!probe.ok) o.log.error('Kafka unreachable; retrying', fields);
+    // The port answers but Kafka's handshake fails: what a broker that wants SASL or TLS does to a
+    // plaintext client (it closes the connection), so say so when no security protocol is set.
+    else if (o.source['security.protocol']) o.log.error('Kafka answered, but the connection failed; retrying', fields);
+    else
+      o.log.error('Kafka answered, but the connection failed; retrying', {
+        ...fields,
+        hint: 'a broker that requires authentication (SASL) or TLS closes plaintext connections: set KAFKA_CONFIG_SECURITY_PROTOCOL and the SASL settings',
+      });
     await new Promise((res) => setTimeout(res, delay));
   }
   return false;
