@@ -83,6 +83,47 @@ export function fetchJmxExporter(): string {
   return jmxAgent;
 }
 
+/** Client settings of a SCRAM-SHA-512 user, for Kafka's Java tools (--command-config) and clients. */
+export function scramClientProperties(user: string, password: string): string {
+  return [
+    'security.protocol=SASL_PLAINTEXT',
+    'sasl.mechanism=SCRAM-SHA-512',
+    `sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${user}" password="${password}";`,
+  ].join('\n');
+}
+
+/**
+ * Runs one of Kafka's own command-line tools (a class of kafka-tools, e.g.
+ * org.apache.kafka.tools.AclCommand) with the broker's jars, optionally as a SCRAM user.
+ */
+export function kafkaTool(mainClass: string, args: string[], as?: { user: string; password: string; option?: string }) {
+  const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-kafka-tool-'));
+  try {
+    const extra: string[] = [];
+    if (as) {
+      writeFileSync(join(dir, 'client.properties'), scramClientProperties(as.user, as.password));
+      extra.push(as.option ?? '--command-config', join(dir, 'client.properties'));
+    }
+    const r = spawnSync(
+      'java',
+      [
+        '-Xmx256m',
+        `-Dlog4j2.configurationFile=${join(here, 'kafka', 'log4j2.properties')}`,
+        `-Dkafka.logs.dir=${dir}`,
+        '-cp',
+        join(fetchKafka(), '*'),
+        mainClass,
+        ...args,
+        ...extra,
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** A port that was free a moment ago (bind to 0, read it, close). */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -103,7 +144,9 @@ export interface KafkaOptions {
   dataDir?: string;
   /** Serve the broker's metrics (JMX exporter) on 127.0.0.1 at this port; default: none. */
   metricsPort?: number;
-  /** Extra server.properties lines (`key=value`), e.g. a listener map for SASL. */
+  /** SASL/SCRAM-SHA-512 and ACLs on the client listener (see kafkaAuthProperties). */
+  auth?: KafkaAuth;
+  /** Extra server.properties lines (`key=value`). */
   properties?: Record<string, string>;
   /** Milliseconds to wait for the broker to answer; default 60 s. */
   startTimeoutMs?: number;
@@ -132,6 +175,40 @@ export interface KafkaBroker {
 
 const clusterId = 'cpu-pipeline-local-01'.padEnd(22, '0').slice(0, 22); // 22 chars, like a base64 UUID
 
+export interface KafkaAuth {
+  /** SCRAM-SHA-512 users made when the storage is formatted: name -> password. */
+  users: Record<string, string>;
+  /** The one super user among them (what the topic Job uses in Kubernetes). */
+  admin: string;
+}
+
+/**
+ * The broker with authentication, as k8s/components/kafka-auth sets it up: the client listener
+ * takes SASL/SCRAM-SHA-512 only, the StandardAuthorizer allows what ACLs allow (nothing without
+ * one) and the admin everything. The broker talks to itself (controller, inter-broker) on
+ * listeners bound to 127.0.0.1, where it is User:ANONYMOUS: a super user there, since KRaft's own
+ * requests go through the authorizer, but no other machine or pod can reach those listeners.
+ */
+export function kafkaAuthProperties(
+  ports: { client: number; internal: number; controller: number },
+  auth: KafkaAuth,
+): Record<string, string> {
+  const { client: port, internal: internalPort, controller } = ports;
+  return {
+    listeners: `SASL_PLAINTEXT://127.0.0.1:${port},INTERNAL://127.0.0.1:${internalPort},CONTROLLER://127.0.0.1:${controller}`,
+    'advertised.listeners': `SASL_PLAINTEXT://127.0.0.1:${port},INTERNAL://127.0.0.1:${internalPort}`,
+    'listener.security.protocol.map': 'SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'inter.broker.listener.name': 'INTERNAL',
+    'sasl.enabled.mechanisms': 'SCRAM-SHA-512',
+    // The server side of SCRAM needs a login module entry, no credentials: it checks clients
+    // against the users in the cluster metadata.
+    'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config': 'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'authorizer.class.name': 'org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    'super.users': `User:${auth.admin};User:ANONYMOUS`,
+    'allow.everyone.if.no.acl.found': 'false',
+  };
+}
+
 export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> {
   requireCommand('java', ['-version'], 'to run the local Kafka broker (Java 17 or later)');
   const cp = join(fetchKafka(), '*');
@@ -140,6 +217,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   const ownDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cpu-pipeline-kafka-'));
   mkdirSync(dataDir, { recursive: true });
+  const internalPort = opts.auth ? await freePort() : 0;
   const props: Record<string, string> = {
     'process.roles': 'broker,controller',
     'node.id': '1',
@@ -157,6 +235,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     'share.coordinator.state.topic.replication.factor': '1',
     'share.coordinator.state.topic.min.isr': '1',
     'group.initial.rebalance.delay.ms': '0',
+    ...(opts.auth ? kafkaAuthProperties({ client: port, internal: internalPort, controller: controllerPort }, opts.auth) : {}),
     ...opts.properties,
   };
   const config = join(dataDir, 'server.properties');
@@ -181,7 +260,13 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
   const agent = opts.metricsPort ? [`-javaagent:${fetchJmxExporter()}=127.0.0.1:${opts.metricsPort}:${jmxExporterRules}`] : [];
 
   if (!existsSync(join(dataDir, 'data', 'meta.properties'))) {
-    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], { encoding: 'utf8' });
+    const scram = Object.entries(opts.auth?.users ?? {}).flatMap(([name, password]) => [
+      '--add-scram',
+      `SCRAM-SHA-512=[name=${name},password=${password}]`,
+    ]);
+    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config, ...scram], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) throw new Error(`formatting Kafka storage failed: ${r.stderr || r.stdout}`);
   }
 
