@@ -46,9 +46,9 @@
  *   tolerations helmify makes itself), and all pods imagePullSecrets.
  * - Pods that read a ConfigMap carry its checksum, so a `helm upgrade` that changes a setting
  *   rolls them (kustomize gets the same from the generators' name hashes).
- * - chart-extra/ (hand-written: templates/NOTES.txt and the `helm test` pod) is copied in, so
- *   --check verifies it too; chart/README.md (not touched by helmify) is kept, and Chart.yaml gets
- *   the project's version and description.
+ * - chart-extra/ (hand-written: templates/NOTES.txt, the `helm test` pod and its NetworkPolicies)
+ *   is copied in, so --check verifies it too; chart/README.md (not touched by helmify) is kept,
+ *   and Chart.yaml gets the project's version and description.
  *
  * Needs kubectl (its built-in kustomize) and helmify (`npm run k8s-tools` builds it into .cache/bin).
  */
@@ -661,7 +661,7 @@ withoutClusterDomain(target);
 componentsBehindValues(target, owners);
 configChecksums(target);
 podSettingsAsValues(target);
-// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod.
+// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod with its policies.
 cpSync(join(root, 'chart-extra'), target, { recursive: true });
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.

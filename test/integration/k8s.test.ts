@@ -402,6 +402,8 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
       assert.ok(irsa.includes(what), `NOTES mention ${what}`);
     assert.match(notes({ 'irsa.enabled': 'false' }), /aws-secret/, 'without IRSA, NOTES say the keys come from the Secret');
     assert.doesNotMatch(irsa, /cpu-prometheus|PodMonitor/, 'no monitoring by default');
+    assert.match(irsa, /cpu-pipeline\.io\/kafka-client: "true"/, 'NOTES say how another Kafka client gets through the NetworkPolicies');
+    assert.doesNotMatch(notes({ 'networkPolicies.enabled': 'false' }), /NetworkPolicies/);
     const monitoring = notes({ 'monitoring.enabled': 'true', 'monitoringOperator.enabled': 'true' });
     assert.match(monitoring, /port-forward svc\/cpu-prometheus 9090/, 'NOTES say how to reach the Prometheus');
     assert.match(monitoring, /get podmonitors,prometheusrules/, 'and how to see the operator objects');
