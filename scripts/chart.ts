@@ -14,13 +14,15 @@
  *
  * The optional components monitoring and monitoring-operator (k8s/components/) are in the chart
  * too, each behind a value that is off by default (monitoring.enabled, monitoringOperator.enabled:
- * a cluster may have no Prometheus Operator kinds). The overlay is rendered with both; a
- * component's objects are those its own rendering adds to the overlay's, and each is wrapped in
- * an `if` on its value. Their ConfigMaps' files (prometheus.yml, alerts.yaml, dashboard.json)
- * become chart files read with .Files.Get, so they reach the cluster byte for byte, and the
- * PrometheusRule reads its groups from alerts.yaml there: Helm would take the rules'
- * `{{ $labels.node }}` for template text. monitoringOperator.labels go on the PodMonitors and the
- * PrometheusRule, for a Prometheus that selects them by label (kube-prometheus-stack: release).
+ * a cluster may have no Prometheus Operator kinds), and so is network-policies, on by default as
+ * in the overlay (networkPolicies.enabled; the monitoring component's own NetworkPolicy needs
+ * both values). The overlay is rendered with all three; a component's objects are those its own
+ * rendering adds to the overlay's, and each is wrapped in an `if` on its value. Their
+ * ConfigMaps' files (prometheus.yml, alerts.yaml, dashboard.json) become chart files read with
+ * .Files.Get, so they reach the cluster byte for byte, and the PrometheusRule reads its groups
+ * from alerts.yaml there: Helm would take the rules' `{{ $labels.node }}` for template text.
+ * monitoringOperator.labels go on the PodMonitors and the PrometheusRule, for a Prometheus that
+ * selects them by label (kube-prometheus-stack: release).
  *
  * Then deterministic repairs and additions, each in its own function below:
  * - helmify folds every ServiceAccount into one shared, optional account used by every pod; that
@@ -44,9 +46,9 @@
  *   tolerations helmify makes itself), and all pods imagePullSecrets.
  * - Pods that read a ConfigMap carry its checksum, so a `helm upgrade` that changes a setting
  *   rolls them (kustomize gets the same from the generators' name hashes).
- * - chart-extra/ (hand-written: templates/NOTES.txt and the `helm test` pod) is copied in, so
- *   --check verifies it too; chart/README.md (not touched by helmify) is kept, and Chart.yaml gets
- *   the project's version and description.
+ * - chart-extra/ (hand-written: templates/NOTES.txt, the `helm test` pod and its NetworkPolicies)
+ *   is copied in, so --check verifies it too; chart/README.md (not touched by helmify) is kept,
+ *   and Chart.yaml gets the project's version and description.
  *
  * Needs kubectl (its built-in kustomize) and helmify (`npm run k8s-tools` builds it into .cache/bin).
  */
@@ -127,13 +129,19 @@ type Manifest = {
 
 const objectKey = (o: Manifest) => `${o.kind}/${o.metadata.name}`;
 
-/** A component of k8s/components/ that the chart carries behind <value>.enabled, off by default. */
-type Optional = { component: string; value: string; labels?: boolean };
+/**
+ * A component of k8s/components/ that the chart carries behind <value>.enabled, off by default
+ * unless `on`. `kinds`: objects of these kinds that other components bring are behind this value
+ * too (the monitoring component's NetworkPolicy goes when networkPolicies.enabled is false).
+ */
+type Optional = { component: string; value: string; labels?: boolean; on?: boolean; kinds?: string[] };
 const optionalComponents: Optional[] = [
   { component: 'monitoring', value: 'monitoring' },
   // Off by default also because a cluster without the Prometheus Operator has no such kinds.
   // <value>.labels: kube-prometheus-stack's Prometheus selects them by `release: <its release>`.
   { component: 'monitoring-operator', value: 'monitoringOperator', labels: true },
+  // On, as in the overlay; off for a cluster whose CNI does not enforce them, or with policies of its own.
+  { component: 'network-policies', value: 'networkPolicies', on: true, kinds: ['NetworkPolicy'] },
 ];
 
 /**
@@ -591,8 +599,16 @@ function componentsBehindValues(chart: string, owners: Map<string, Optional>): v
     if (!text.includes(include)) throw new Error(`${path}: an object without the labels helper line; review scripts/chart.ts`);
     return text.replace(include, `${include}  {{- with .Values.${c.value}.labels }}\n  {{- toYaml . | nindent 4 }}\n  {{- end }}\n`);
   };
+  // An object of a kind another component also gates sits in an `if` of that value, inside its own.
+  const gated = (text: string, c: Optional) => {
+    const kind = /^kind: (\S+)$/m.exec(text)?.[1] ?? '';
+    const gates = optionalComponents.filter((g) => g !== c && g.kinds?.includes(kind));
+    if (gates.length === 0) return text;
+    const condition = gates.length === 1 ? enabled(gates[0]) : `and ${gates.map(enabled).join(' ')}`;
+    return `{{- if ${condition} }}\n${text.trimEnd()}\n{{- end }}`;
+  };
   const wrap = (objects: string[], c: Optional, path: string) => {
-    const body = objects.map((o) => labelled(o, c, path)).join('\n---\n');
+    const body = objects.map((o) => gated(labelled(o, c, path), c)).join('\n---\n');
     return `{{- if ${enabled(c)} }}\n${body.trimEnd()}\n{{- end }}\n`;
   };
   for (const { path, text } of templateFiles(chart)) {
@@ -623,7 +639,7 @@ function componentsBehindValues(chart: string, owners: Map<string, Optional>): v
   editValues(chart, (values) => {
     for (const c of optionalComponents) {
       if (c.value in values) throw new Error(`helmify made a value ${c.value} of its own; review scripts/chart.ts`);
-      values[c.value] = c.labels ? { enabled: false, labels: {} } : { enabled: false };
+      values[c.value] = c.labels ? { enabled: c.on ?? false, labels: {} } : { enabled: c.on ?? false };
     }
   });
 }
@@ -645,7 +661,7 @@ withoutClusterDomain(target);
 componentsBehindValues(target, owners);
 configChecksums(target);
 podSettingsAsValues(target);
-// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod.
+// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod with its policies.
 cpSync(join(root, 'chart-extra'), target, { recursive: true });
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.

@@ -7,6 +7,8 @@
  *   - `helm upgrade` with a changed setting: the sink's pod rolls and runs with the new value, the
  *     topic Job (a hook) runs again, readings keep arriving;
  *   - `helm uninstall`: nothing of the release is left but the broker's volume claim, as documented.
+ * The chart's NetworkPolicies are on (the default); this cluster's CNI does not enforce them, so
+ * test/integration/network-policies.test.ts checks what they allow.
  *
  *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
  */
@@ -72,7 +74,24 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
       timeoutMs: 240_000,
     }),
   );
-  const moved = [...server, ...read, bucketJob].map((o) => stringify({ ...o, metadata: { ...o.metadata, namespace } }));
+  // The chart's NetworkPolicies let the sink out to S3 on 443 only: a server in the cluster needs
+  // the sink's way to it added, as chart/README.md says; here the local overlay's own rule for it.
+  // (The server's side, NetworkPolicy s3, came with the server: it has the server's name label.)
+  const sinkPolicy = local.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'cpu-sink')!;
+  const sinkToServer = {
+    apiVersion: sinkPolicy.apiVersion,
+    kind: 'NetworkPolicy',
+    metadata: { name: 'cpu-sink-to-s3' },
+    spec: {
+      podSelector: sinkPolicy.spec.podSelector,
+      policyTypes: ['Egress'],
+      egress: sinkPolicy.spec.egress.filter((r: { to?: Array<{ podSelector?: { matchLabels?: Record<string, string> } }> }) =>
+        r.to?.some((peer) => peer.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 's3'),
+      ),
+    },
+  };
+  assert.equal(sinkToServer.spec.egress.length, 1, "the local overlay has the sink's rule to its S3 server");
+  const moved = [...server, ...read, bucketJob, sinkToServer].map((o) => stringify({ ...o, metadata: { ...o.metadata, namespace } }));
   kubectl(['apply', '-f', '-'], { input: moved.join('---\n') });
   kubectl(['-n', namespace, 'wait', '--for=condition=Complete', `job/${bucketJob.metadata.name}`, '--timeout=300s'], {
     timeoutMs: 320_000,
@@ -205,7 +224,7 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
           '-n',
           namespace,
           'get',
-          'all,configmaps,secrets,serviceaccounts,persistentvolumeclaims,jobs',
+          'all,configmaps,secrets,serviceaccounts,persistentvolumeclaims,jobs,networkpolicies',
           '-l',
           `app.kubernetes.io/instance=${release}`,
           '-o',

@@ -11,6 +11,9 @@
  *   - the monitoring component's Prometheus scrapes the sampler, the sink and the broker (JMX
  *     exporter), has the alert rules, and nothing fires;
  *   - `kubectl delete -k` leaves nothing behind.
+ * The overlay's NetworkPolicies are applied with it, but this cluster's CNI does not enforce them
+ * (test/integration/network-policies.test.ts checks what they allow); the client in another
+ * namespace carries their opt-in label all the same, as it would have to elsewhere.
  *
  *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
  *
@@ -186,6 +189,8 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
       spec: {
         backoffLimit: 0,
         template: {
+          // The opt-in the broker's NetworkPolicy accepts from any namespace (k8s/components/network-policies).
+          metadata: { labels: { 'cpu-pipeline.io/kafka-client': 'true' } },
           spec: {
             restartPolicy: 'Never',
             automountServiceAccountToken: false,

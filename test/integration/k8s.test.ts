@@ -74,7 +74,6 @@ const kubeconform = (manifests: string) => run(tool('kubeconform'), kubeconformA
 // kube-score checks switched off for everything, and why. Object-specific exceptions are
 // annotations (kube-score/ignore) on the objects themselves, with the reason beside them.
 const kubeScoreIgnored: Record<string, string> = {
-  'pod-networkpolicy': 'NetworkPolicies come with the monitoring and auth components, which define who talks to whom',
   'container-security-context-user-group-id': "uid/gid 1000 are the images' own non-root users (node, appuser); runAsNonRoot is enforced",
   'container-image-pull-policy': 'tags are pinned; IfNotPresent is what images loaded into kind/minikube need',
 };
@@ -403,6 +402,8 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
       assert.ok(irsa.includes(what), `NOTES mention ${what}`);
     assert.match(notes({ 'irsa.enabled': 'false' }), /aws-secret/, 'without IRSA, NOTES say the keys come from the Secret');
     assert.doesNotMatch(irsa, /cpu-prometheus|PodMonitor/, 'no monitoring by default');
+    assert.match(irsa, /cpu-pipeline\.io\/kafka-client: "true"/, 'NOTES say how another Kafka client gets through the NetworkPolicies');
+    assert.doesNotMatch(notes({ 'networkPolicies.enabled': 'false' }), /NetworkPolicies/);
     const monitoring = notes({ 'monitoring.enabled': 'true', 'monitoringOperator.enabled': 'true' });
     assert.match(monitoring, /port-forward svc\/cpu-prometheus 9090/, 'NOTES say how to reach the Prometheus');
     assert.match(monitoring, /get podmonitors,prometheusrules/, 'and how to see the operator objects');
@@ -468,7 +469,9 @@ test('by default the chart has no monitoring objects: no Prometheus, dashboard, 
 test("with monitoring.enabled the chart has the component's Prometheus, its rules and config byte for byte, and the dashboard", () => {
   const manifests = renderChart({ 'monitoring.enabled': 'true' });
   const objs = objectsOf(manifests);
-  const prometheus = ['ConfigMap', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'].map((k) => `${k}/cpu-prometheus`);
+  const prometheus = ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'].map(
+    (k) => `${k}/cpu-prometheus`,
+  );
   assert.deepEqual(addedTo(objs), ['ConfigMap/cpu-pipeline-dashboard', ...prometheus]);
   // Go template text of Prometheus ({{ $labels.node }}) and Grafana ({{node}}) reaches the cluster as written.
   const config = chartFind(objs, 'ConfigMap', 'cpu-prometheus').data;
