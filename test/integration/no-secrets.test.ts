@@ -1,0 +1,138 @@
+/**
+ * No secret value in what the project ships: every object the overlays and the chart render is
+ * scanned for credentials written out (a Secret with data, a password-like variable or key with a
+ * literal value, a private key, an AWS access key id). Secrets are referenced, made by users or by
+ * the cluster, never committed. The one exception is written down: the local overlay's S3 server
+ * (moto) accepts any key, and its placeholder says so.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
+import { root } from '../helpers.ts';
+
+/** Values that look like credentials but are not, each with its reason. */
+const allowed = new Map([
+  ['local', 'the local S3 server (moto) takes any access key id'],
+  ['local-only-not-a-secret', "the local S3 server's placeholder secret key: moto checks none"],
+]);
+
+const secretName = /pass(word)?|secret|token|credential|private[_-]?key|api[_-]?key|sasl_jaas|jaas/i;
+const secretValue = [
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----/, // a private key
+  /\b(AKIA|ASIA)[0-9A-Z]{16}\b/, // an AWS access key id
+  /password\s*=\s*"[^"$]+"/i, // a JAAS line with a password in it
+];
+
+interface Finding {
+  where: string;
+  what: string;
+}
+
+/** Every place in one rendered object where a credential is written out. */
+export function findSecrets(obj: { kind?: string; metadata?: { name?: string } }): Finding[] {
+  const at = `${obj.kind}/${obj.metadata?.name}`;
+  const found: Finding[] = [];
+  const literal = (v: unknown) => typeof v === 'string' && v !== '' && !allowed.has(v) && !/^\{\{.*\}\}$/.test(v);
+  if (obj.kind === 'Secret') {
+    for (const field of ['data', 'stringData'] as const) {
+      for (const [k, v] of Object.entries((obj as Record<string, Record<string, string> | undefined>)[field] ?? {})) {
+        const plain = field === 'data' ? Buffer.from(String(v), 'base64').toString() : String(v);
+        if (literal(plain)) found.push({ where: `${at} ${field}.${k}`, what: 'a Secret with a value' });
+      }
+    }
+  }
+  const walk = (v: unknown, path: string) => {
+    if (Array.isArray(v)) return v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      // env: [{ name: AWS_SECRET_ACCESS_KEY, value: ... }] (valueFrom is fine)
+      if (typeof o.name === 'string' && 'value' in o && secretName.test(o.name) && literal(o.value))
+        found.push({ where: `${at} ${path} (${o.name})`, what: 'a credential in a variable' });
+      for (const [k, x] of Object.entries(o)) {
+        if (typeof x === 'string' && secretName.test(k) && literal(x) && obj.kind !== 'Secret' && !k.endsWith('Ref'))
+          found.push({ where: `${at} ${path}.${k}`, what: 'a credential-named key with a value' });
+        walk(x, `${path}.${k}`);
+      }
+    } else if (typeof v === 'string') {
+      for (const re of secretValue) if (re.test(v)) found.push({ where: `${at} ${path}`, what: `text matching ${re}` });
+      // KEY=VALUE lines (env files, properties) inside ConfigMaps and the like
+      for (const line of v.split('\n')) {
+        const m = /^\s*([A-Za-z0-9_.-]+)\s*[=:]\s*(\S+)\s*$/.exec(line);
+        if (m && secretName.test(m[1]) && literal(m[2]) && !/^\$/.test(m[2]))
+          found.push({ where: `${at} ${path}: ${m[1]}`, what: 'a credential in a file' });
+      }
+    }
+  };
+  walk(obj, '');
+  return found;
+}
+
+function run(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const objects = (yaml: string) =>
+  parseAllDocuments(yaml)
+    .map((d) => d.toJS())
+    .filter(Boolean);
+
+const helm = (values: string[]) =>
+  run(tool('helm'), [
+    'template',
+    'cpu-pipeline',
+    'chart',
+    '--kube-version',
+    kubernetesVersion,
+    '--set',
+    'image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
+    '--set',
+    'irsa.roleArn=arn:aws:iam::123456789012:role/cpu-pipeline-sink',
+    ...values.flatMap((v) => ['--set', v]),
+  ]);
+
+const renderings: Array<[string, () => string]> = [
+  ['k8s/overlays/local', () => run('kubectl', ['kustomize', join(root, 'k8s/overlays/local')])],
+  ['k8s/overlays/eks', () => run('kubectl', ['kustomize', join(root, 'k8s/overlays/eks')])],
+  ['the chart, defaults', () => helm([])],
+  ['the chart, every option on', () => helm(['monitoring.enabled=true', 'monitoringOperator.enabled=true'])],
+];
+
+for (const [name, render] of renderings) {
+  test(`no secret value in ${name}`, () => {
+    const found = objects(render()).flatMap(findSecrets);
+    assert.deepEqual(found, [], found.map((f) => `${f.where}: ${f.what}`).join('\n'));
+  });
+}
+
+test('the scan finds what it must: a Secret with data, a password variable, a JAAS password, a key id', () => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const cases = [
+    { kind: 'Secret', metadata: { name: 's' }, data: { password: b64('hunter2') } },
+    { kind: 'Deployment', metadata: { name: 'd' }, spec: { env: [{ name: 'KAFKA_CONFIG_SASL_PASSWORD', value: 'hunter2' }] } },
+    {
+      kind: 'ConfigMap',
+      metadata: { name: 'c' },
+      data: {
+        'server.properties': 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="a" password="b";',
+      },
+    },
+    { kind: 'ConfigMap', metadata: { name: 'k' }, data: { 'x.env': 'AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP' } },
+  ];
+  for (const c of cases) assert.ok(findSecrets(c).length > 0, `${c.kind}/${c.metadata.name} not found`);
+  // ...and leaves alone what is not one: references, placeholders written down above, empty values.
+  const fine = [
+    {
+      kind: 'Deployment',
+      metadata: { name: 'd' },
+      spec: { env: [{ name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 'aws-secret' } } }] },
+    },
+    { kind: 'Secret', metadata: { name: 'local' }, stringData: { AWS_SECRET_ACCESS_KEY: 'local-only-not-a-secret' } },
+    { kind: 'ConfigMap', metadata: { name: 'c' }, data: { 'x.env': 'PASSWORD_FILE=$HOME/x' } },
+  ];
+  for (const c of fine) assert.deepEqual(findSecrets(c), [], `${c.kind}/${c.metadata.name}`);
+});
