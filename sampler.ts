@@ -483,6 +483,7 @@ class Delivery {
   #outbox: Reading[] = []; // readings taken while no producer is connected
   #inFlight = new Map<number, number>(); // id -> time taken (ms), until delivery is confirmed
   #nextId = 0;
+  #stopping = false;
   readonly #config: SamplerConfig;
   readonly #log: Logger;
   readonly #m: Metrics;
@@ -540,6 +541,7 @@ class Delivery {
 
   /** Flushes what the producer holds within the time given; returns how many were not delivered. */
   async stop(flushMs: number): Promise<number> {
+    this.#stopping = true;
     const p = this.#producer;
     if (p) {
       await p
@@ -565,8 +567,11 @@ class Delivery {
           this.#log.debug('reading delivered', { window_end: reading.window_end });
         },
         (err: Error) => {
-          // Refused (no ACL) or fatal: not the reading's fault; it waits for the next producer.
-          if (this.#access.note(err.message) || /fatal error/i.test(err.message)) return this.#lost(producer, reading);
+          // Refused (no ACL), or stranded by a fatal error (librdkafka then purges the producer's
+          // queue: "Purged in queue"), or cut off by the disconnect of a producer given up on: not
+          // the reading's fault; it waits for the next producer. At stop, a purge is a loss.
+          const stranded = !this.#stopping && (/fatal error|purged in queue/i.test(err.message) || producer !== this.#producer);
+          if (this.#access.note(err.message) || stranded) return this.#lost(producer, reading);
           const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
           this.#m.failed.inc({ reason });
           this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
