@@ -485,3 +485,15 @@ export function memoryCgroup(t: TestContext, limitBytes: number): MemoryCgroup {
     oomKills: () => Number(/^oom_kill (\d+)/m.exec(read(v2 ? 'memory.events' : 'memory.oom_control'))?.[1] ?? NaN),
   };
 }
+
+/** `helm template` arguments for the chart with what it requires (image, the sink's IAM role) and `--set` values. */
+export const chartTemplateArgs = (values: string[] = []) =>
+  [
+    'template',
+    'cpu-pipeline',
+    'chart',
+    '--set',
+    'image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
+    '--set',
+    'irsa.roleArn=arn:aws:iam::123456789012:role/cpu-pipeline-sink',
+  ].concat(values.flatMap((v) => ['--set', v]));

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
-import { root } from '../helpers.ts';
+import { chartTemplateArgs, root } from '../helpers.ts';
 
 function run(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
@@ -26,23 +26,7 @@ const objects = (yaml: string): any[] =>
 
 const renderings: Array<[string, () => any[]]> = [
   ['overlay eks', () => objects(run('kubectl', ['kustomize', join(root, 'k8s/overlays/eks')]))],
-  [
-    'the chart',
-    () =>
-      objects(
-        run(tool('helm'), [
-          'template',
-          'cpu-pipeline',
-          'chart',
-          '--kube-version',
-          kubernetesVersion,
-          '--set',
-          'image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
-          '--set',
-          'irsa.roleArn=arn:aws:iam::123456789012:role/cpu-pipeline-sink',
-        ]),
-      ),
-  ],
+  ['the chart', () => objects(run(tool('helm'), [...chartTemplateArgs(), '--kube-version', kubernetesVersion]))],
 ];
 
 const find = (objs: any[], kind: string, name: string) => {

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
-import { root } from '../helpers.ts';
+import { chartTemplateArgs, root } from '../helpers.ts';
 
 /** Values that look like credentials but are not, each with its reason. */
 const allowed = new Map([
@@ -81,19 +81,7 @@ const objects = (yaml: string) =>
     .map((d) => d.toJS())
     .filter(Boolean);
 
-const helm = (values: string[]) =>
-  run(tool('helm'), [
-    'template',
-    'cpu-pipeline',
-    'chart',
-    '--kube-version',
-    kubernetesVersion,
-    '--set',
-    'image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/cpu-pipeline',
-    '--set',
-    'irsa.roleArn=arn:aws:iam::123456789012:role/cpu-pipeline-sink',
-    ...values.flatMap((v) => ['--set', v]),
-  ]);
+const helm = (values: string[]) => run(tool('helm'), [...chartTemplateArgs(values), '--kube-version', kubernetesVersion]);
 
 const renderings: Array<[string, () => string]> = [
   ['k8s/overlays/local', () => run('kubectl', ['kustomize', join(root, 'k8s/overlays/local')])],
