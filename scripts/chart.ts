@@ -149,7 +149,7 @@ const optionalComponents: Optional[] = [
  * overlay has monitoring on), with the name and Job changes above. kustomize takes no absolute
  * path to the components, so the overlay's `components:` is rewritten in a copy of k8s/.
  */
-function render(components: string[]): string {
+function render(components: string[], without: string[]): string {
   const copy = mkdtempSync(join(tmpdir(), 'cpu-pipeline-k8s-'));
   try {
     const k8s = join(copy, 'k8s');
@@ -160,8 +160,9 @@ function render(components: string[]): string {
     const file = join(dir, 'kustomization.yaml');
     const kustomization = parseDocument(readFileSync(file, 'utf8')).toJS() as { components?: string[] };
     const optional = optionalComponents.map((c) => join(k8s, 'components', c.component));
+    const off = [...optional, ...without.map((c) => join(k8s, 'components', c))];
     kustomization.components = [
-      ...(kustomization.components ?? []).filter((c) => !optional.includes(resolve(dir, c))),
+      ...(kustomization.components ?? []).filter((c) => !off.includes(resolve(dir, c))),
       ...components.map((c) => relative(dir, join(k8s, 'components', c))),
     ];
     writeFileSync(file, stringify(kustomization));
@@ -176,19 +177,22 @@ function render(components: string[]): string {
  * its own rendering adds to the overlay's (kind/name -> component). A component that changed an
  * object of the overlay could not be switched off by leaving objects out: that stops here.
  */
-function withOptionalComponents(): { manifests: string; owners: Map<string, Optional> } {
+function withOptionalComponents(without: string[]): { manifests: string; owners: Map<string, Optional> } {
   const parse = (manifests: string) => parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
-  const base = new Map(parse(render([])).map((o) => [objectKey(o), o]));
+  const base = new Map(parse(render([], without)).map((o) => [objectKey(o), o]));
   const owners = new Map<string, Optional>();
   for (const c of optionalComponents) {
-    for (const o of parse(render([c.component]))) {
+    for (const o of parse(render([c.component], without))) {
       const same = base.get(objectKey(o));
       if (!same) owners.set(objectKey(o), c);
       else if (!isDeepStrictEqual(o, same))
         throw new Error(`${c.component} changes ${objectKey(o)} of ${overlay}, which the chart cannot switch off; review scripts/chart.ts`);
     }
   }
-  const manifests = render(optionalComponents.map((c) => c.component));
+  const manifests = render(
+    optionalComponents.map((c) => c.component),
+    without,
+  );
   const all = parse(manifests).map(objectKey).sort();
   if (!isDeepStrictEqual(all, [...base.keys(), ...owners.keys()].sort()))
     throw new Error(`the optional components together make other objects than each alone; review scripts/chart.ts`);
@@ -477,11 +481,26 @@ function secretRefsAsValues(chart: string): void {
   for (const file of readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml'))) {
     const path = join(chart, 'templates', file);
     const t = readFileSync(path, 'utf8');
-    const out = t.replace(/secretKeyRef:\n( +)key: (\S+)\n\1name: (\S+)\n/g, (_, indent: string, key: string, name: string) => {
-      const s = (secrets[camel(name)] ??= { name, keys: {} });
-      s.keys[camel(key.replace(/_/g, '-'))] = key;
-      return `secretKeyRef:\n${indent}key: {{ .Values.secrets.${camel(name)}.keys.${camel(key.replace(/_/g, '-'))} }}\n${indent}name: {{ .Values.secrets.${camel(name)}.name }}\n`;
-    });
+    const named = (name: string) => {
+      secrets[camel(name)] ??= { name, keys: {} };
+      return `{{ .Values.secrets.${camel(name)}.name }}`;
+    };
+    const keyed = (name: string, key: string) => {
+      named(name);
+      secrets[camel(name)].keys[camel(key.replace(/_/g, '-'))] = key;
+      return `{{ .Values.secrets.${camel(name)}.keys.${camel(key.replace(/_/g, '-'))} }}`;
+    };
+    const out = t
+      .replace(
+        /secretKeyRef:\n( +)key: (\S+)\n\1name: (\S+)\n/g,
+        (_, indent: string, key: string, name: string) =>
+          `secretKeyRef:\n${indent}key: ${keyed(name, key)}\n${indent}name: ${named(name)}\n`,
+      )
+      // A Secret's keys as files of a projected volume: `- secret: {items: [{key, path}], name}`.
+      .replace(/- secret:\n( +)items:\n((?:\1[ -] *[^\n]*\n)+)\1name: (\S+)\n/g, (_, indent: string, items: string, name: string) => {
+        const keys = items.replace(/^( *-? *)key: (\S+)$/gm, (__, lead: string, key: string) => `${lead}key: ${keyed(name, key)}`);
+        return `- secret:\n${indent}items:\n${keys}${indent}name: ${named(name)}\n`;
+      });
     if (out !== t) writeFileSync(path, out);
   }
   if (Object.keys(secrets).length === 0) return;
@@ -644,24 +663,110 @@ function componentsBehindValues(chart: string, owners: Map<string, Optional>): v
   });
 }
 
-const { manifests, owners } = withOptionalComponents();
-const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
-const out = mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-'));
-const target = join(out, 'cpu-pipeline');
-run(tool('helmify'), ['-original-name', target], manifests);
-componentFiles(target, objects, owners);
-restoreServiceAccounts(target, objects, owners);
-annotationsAfterLabels(target);
-fixSelectors(target);
-restoreHeadlessServices(target, objects);
-secretRefsAsValues(target);
-storageClassesAsValues(target, objects);
-projectImageAsValue(target);
-withoutClusterDomain(target);
-componentsBehindValues(target, owners);
-configChecksums(target);
-podSettingsAsValues(target);
-// Hand-written templates helmify knows nothing of: NOTES.txt and the `helm test` pod with its policies.
+/**
+ * A component of the overlay that changes the overlay's own objects (kafka-auth: settings and
+ * Secret references on the broker, the apps and the topic Job) cannot be switched off by leaving
+ * objects out. The chart is generated twice, with and without it, and each template file keeps
+ * the lines of both: what only the component brings inside `{{- if .Values.<value>.enabled }}`,
+ * what it replaces in the `else` (GNU diff's group formats mark them). Its values come from both
+ * generations, which must agree on every value they share; <value>.enabled is on, as in the overlay.
+ */
+type Switch = { component: string; value: string; more?: Record<string, unknown> };
+const switches: Switch[] = [
+  // createSecrets: chart-extra/templates/kafka-auth-secrets.yaml makes the users' Secrets.
+  { component: 'kafka-auth', value: 'kafkaAuth', more: { createSecrets: true } },
+];
+
+function switchBehindValue(on: string, off: string, s: Switch): void {
+  const cond = `.Values.${s.value}.enabled`;
+  const files = (dir: string) =>
+    readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
+  const directive = /^\{\{- (if|else|end)\b.*\}\}$/;
+  for (const file of [...new Set([...files(on), ...files(off)])]) {
+    const [a, b] = [join(off, file), join(on, file)];
+    const text = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
+    if (text(a) === text(b) || file === 'values.yaml') continue;
+    if (!file.startsWith('templates/') || !file.endsWith('.yaml'))
+      throw new Error(`${s.component} changes ${file} of the chart, which it cannot switch; review scripts/chart.ts`);
+    if (!existsSync(a) || !existsSync(b)) throw new Error(`${s.component} adds or removes ${file}; review scripts/chart.ts`);
+    const d = spawnSync(
+      'diff',
+      [
+        `--new-group-format={{- if ${cond} }}\n%>{{- end }}\n`,
+        `--old-group-format={{- if not ${cond} }}\n%<{{- end }}\n`,
+        `--changed-group-format={{- if ${cond} }}\n%>{{- else }}\n%<{{- end }}\n`,
+        '--unchanged-group-format=%=',
+        a,
+        b,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (d.status !== 1) throw new Error(`diff ${a} ${b}: ${d.stderr}`);
+    // Each directive indented as the line after it, for a reader; `{{-` takes the indent away again.
+    const lines = d.stdout.split('\n');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      if (!directive.test(lines[i])) continue;
+      const next = lines.slice(i + 1).find((l) => l.trim() !== '' && !directive.test(l.trim()));
+      lines[i] = (/^ */.exec(next ?? '')?.[0] ?? '') + lines[i];
+    }
+    writeFileSync(b, lines.join('\n'));
+  }
+  // Values: the union of both generations, which must agree where both have a value.
+  const read = (dir: string) => parseDocument(readFileSync(join(dir, 'values.yaml'), 'utf8')).toJS() as Record<string, any>;
+  const merge = (x: any, y: any, path: string): any => {
+    if (x && y && typeof x === 'object' && typeof y === 'object' && !Array.isArray(x) && !Array.isArray(y)) {
+      return Object.fromEntries(
+        [...new Set([...Object.keys(x), ...Object.keys(y)])].map((k) => [
+          k,
+          k in x ? (k in y ? merge(x[k], y[k], `${path}.${k}`) : x[k]) : y[k],
+        ]),
+      );
+    }
+    if (!isDeepStrictEqual(x, y))
+      throw new Error(`${s.component} changes the value ${path.slice(1)}, which the chart cannot switch; review scripts/chart.ts`);
+    return x;
+  };
+  const values = merge(read(on), read(off), '');
+  editValues(on, (v) => {
+    for (const k of Object.keys(v)) delete v[k];
+    Object.assign(v, values);
+    if (s.value in v) throw new Error(`helmify made a value ${s.value} of its own; review scripts/chart.ts`);
+    v[s.value] = { enabled: true, ...s.more };
+  });
+}
+
+/** The chart of the overlay without the components `without`, generated and repaired in a temporary folder. */
+function generate(without: string[]): string {
+  const { manifests, owners } = withOptionalComponents(without);
+  const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
+  const target = join(mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-')), 'cpu-pipeline');
+  run(tool('helmify'), ['-original-name', target], manifests);
+  componentFiles(target, objects, owners);
+  restoreServiceAccounts(target, objects, owners);
+  annotationsAfterLabels(target);
+  fixSelectors(target);
+  restoreHeadlessServices(target, objects);
+  secretRefsAsValues(target);
+  storageClassesAsValues(target, objects);
+  projectImageAsValue(target);
+  withoutClusterDomain(target);
+  componentsBehindValues(target, owners);
+  configChecksums(target);
+  podSettingsAsValues(target);
+  return target;
+}
+
+const target = generate([]);
+for (const s of switches) {
+  const off = generate([s.component]);
+  switchBehindValue(target, off, s);
+  rmSync(dirname(off), { recursive: true, force: true });
+}
+const out = dirname(target);
+// Hand-written templates helmify knows nothing of: NOTES.txt, the kafka-auth Secrets, the `helm test` pod with its policies.
 cpSync(join(root, 'chart-extra'), target, { recursive: true });
 
 // Chart.yaml: the project's version and description instead of helmify's placeholders.

@@ -200,12 +200,15 @@ export function readBucket(namespace: string, sink: Obj): { endpoint: string; bu
   return bucket;
 }
 
-/** Every record of a topic, read with Kafka's own console consumer inside the broker's pod (an independent client). */
+/**
+ * Every record of a topic, read with Kafka's own console consumer inside the broker's pod (an
+ * independent client), on the broker's own INTERNAL listener (127.0.0.1:9094, server.properties),
+ * which needs no login with the kafka-auth component either.
+ */
 export function readTopic(namespace: string, broker: Obj, topic: string): string[] {
-  const port = broker.spec.template.spec.containers[0].ports.find((p: { name: string }) => p.name === 'client').containerPort;
   const script =
     'KAFKA_HEAP_OPTS=-Xmx128m KAFKA_GC_LOG_OPTS= exec /opt/kafka/bin/kafka-console-consumer.sh ' +
-    `--bootstrap-server 127.0.0.1:${port} --topic ${topic} --from-beginning --timeout-ms 15000 2>/dev/null`;
+    `--bootstrap-server 127.0.0.1:9094 --topic ${topic} --from-beginning --timeout-ms 15000 2>/dev/null`;
   const r = kubectl(
     ['-n', namespace, 'exec', `${broker.metadata.name}-0`, '-c', broker.spec.template.spec.containers[0].name, '--', 'bash', '-c', script],
     {

@@ -7,6 +7,9 @@
  *   - `helm upgrade` with a changed setting: the sink's pod rolls and runs with the new value, the
  *     topic Job (a hook) runs again, readings keep arriving;
  *   - `helm uninstall`: nothing of the release is left but the broker's volume claim, as documented.
+ *   - Kafka authentication (on by default, with the chart's generated Secrets): the broker sets the
+ *     users and ACLs, the apps deliver as sampler and sink, and a client pod with no credentials,
+ *     a wrong password, or the sampler's password reading, is refused; `helm upgrade` keeps the passwords.
  * The chart's NetworkPolicies are on (the default); this cluster's CNI does not enforce them, so
  * test/integration/network-policies.test.ts checks what they allow.
  *
@@ -173,10 +176,103 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
     assert.match(out, /Phase:\s+Succeeded/);
   });
 
+  await t.test(
+    "Kafka authentication (on by default): the broker set the users from the chart's Secrets; no credentials, a wrong password, or the sampler's reading, are refused",
+    async () => {
+      const broker = `${p.broker.metadata.name}-0`;
+      const usersSet = await eventually(
+        'the broker has set the users and their ACLs',
+        () =>
+          /kafka-auth: the passwords of admin, sampler and sink and their ACLs are set/.test(
+            kubectl(['-n', namespace, 'logs', broker, '-c', 'kafka']).out,
+          ),
+        120_000,
+        5000,
+      );
+      assert.ok(usersSet);
+      const secret = (key: string) =>
+        chartObjects.find((o) => o.kind === 'Secret' && o.metadata.name === `cpu-kafka-${key}`)!.metadata.name;
+      const topic = p.samplerEnv.KAFKA_TOPIC;
+      // A Kafka client pod that the NetworkPolicies let in (its label), with the admin's and the
+      // sampler's passwords from the chart's Secrets: the admin lists the topics (the way in
+      // works), then each refused case, with Kafka's own tools.
+      const script = [
+        'export KAFKA_HEAP_OPTS=-Xmx64m KAFKA_GC_LOG_OPTS= LOG_DIR=/tmp/logs',
+        `b=cpu-kafka.${namespace}.svc:9092`,
+        'umask 077',
+        'props() { printf "%s\\n" default.api.timeout.ms=20000 request.timeout.ms=10000; [ -z "$1" ] || printf "%s\\n" security.protocol=SASL_PLAINTEXT sasl.mechanism=SCRAM-SHA-512 "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\\"$1\\" password=\\"$2\\";"; }',
+        'props admin "$ADMIN_PASSWORD" >/tmp/admin; props "" "" >/tmp/none; props sampler wrong-password >/tmp/wrong; props sampler "$SAMPLER_PASSWORD" >/tmp/sampler',
+        'run() { out=$(timeout 100 "$@" 2>&1); code=$?; echo "exit=$code $(echo "$out" | grep -Eo "[A-Za-z]+(Exception|Error)|\\b' +
+          topic +
+          '\\b" | sort -u | tr "\\n" " ")"; }',
+        'for c in admin none wrong; do echo "== $c"; run /opt/kafka/bin/kafka-topics.sh --bootstrap-server $b --command-config /tmp/$c --list; done',
+        `echo "== sampler reads"; run /opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server $b --consumer.config /tmp/sampler --topic ${topic} --group auth-probe --from-beginning --max-messages 1 --timeout-ms 20000`,
+      ].join('\n');
+      const fromSecret = (name: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: secret(key), key: 'password' } } });
+      const job = {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: { name: 'kafka-auth-probe', namespace },
+        spec: {
+          backoffLimit: 0,
+          template: {
+            metadata: { labels: { 'cpu-pipeline.io/kafka-client': 'true' } },
+            spec: {
+              restartPolicy: 'Never',
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+              containers: [
+                {
+                  name: 'probe',
+                  image: p.broker.spec.template.spec.containers[0].image,
+                  imagePullPolicy: 'IfNotPresent',
+                  command: ['/bin/bash', '-c', script],
+                  env: [fromSecret('ADMIN_PASSWORD', 'admin'), fromSecret('SAMPLER_PASSWORD', 'sampler')],
+                  securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+                },
+              ],
+            },
+          },
+        },
+      };
+      kubectl(['apply', '-f', '-'], { input: stringify(job) });
+      const done = kubectl(['-n', namespace, 'wait', '--for=condition=Complete', 'job/kafka-auth-probe', '--timeout=400s'], {
+        allowFail: true,
+        timeoutMs: 420_000,
+      });
+      const out = kubectl(['-n', namespace, 'logs', 'job/kafka-auth-probe'], { allowFail: true }).out;
+      kubectl(['-n', namespace, 'delete', 'job', 'kafka-auth-probe', '--wait=false'], { allowFail: true });
+      assert.equal(done.code, 0, `the probe did not complete: ${out}`);
+      const result = Object.fromEntries(
+        out
+          .split('== ')
+          .slice(1)
+          .map((part) => [part.split('\n')[0], part.split('\n')[1] ?? '']),
+      );
+      log(`Kafka auth probe: ${JSON.stringify(result)}`);
+      assert.match(
+        result.admin,
+        new RegExp(`^exit=0 .*\\b${topic}\\b`),
+        'the admin lists the topics: the broker can be reached and logged in to',
+      );
+      assert.match(result.none, /^exit=[1-9]/, 'no credentials: refused');
+      assert.doesNotMatch(result.none, new RegExp(`\\b${topic}\\b`));
+      assert.match(result.wrong, /^exit=[1-9].*SaslAuthenticationException/, 'a wrong password: refused at authentication');
+      assert.match(result['sampler reads'], /(Topic|Group)AuthorizationException/, "the sampler's credentials: refused by the ACLs");
+    },
+  );
+
   await t.test('helm upgrade with a changed setting rolls the sink onto it, the topic Job runs again, readings go on', async () => {
     const sinkPods = () =>
       (kubectlJson(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=sink']).items as Obj[]).map((x) => x.metadata.name);
     const before = sinkPods();
+    const passwords = () =>
+      (kubectlJson(['-n', namespace, 'get', 'secrets', '-l', 'app.kubernetes.io/component=kafka-auth']).items as Obj[]).map(
+        (x) => `${x.metadata.name}=${x.data?.password}`,
+      );
+    const kept = passwords();
+    assert.equal(kept.length, 3, 'the chart made three Secrets');
     const at = Date.now();
     helm(['upgrade', release, chart, '-n', namespace, '--wait', '--timeout', '10m', ...set({ ...values, 'sink.fileMaxAgeSeconds': '5' })]);
     kubectl(['-n', namespace, 'rollout', 'status', `deployment/${p.sink.metadata.name}`, '--timeout=300s'], { timeoutMs: 320_000 });
@@ -212,6 +308,7 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
     );
     const count = readBucket(namespace, p.sink).objects.length;
     await eventually('a new object after the upgrade', () => readBucket(namespace, p.sink).objects.length > count, 60_000, 5000);
+    assert.deepEqual(passwords(), kept, 'the upgrade kept the passwords the broker knows');
     log(`upgraded in ${seconds(at)} s: sink pod ${before.join(',')} -> ${after.join(',')}, files after 5 s, topic Job made again`);
   });
 

@@ -136,13 +136,13 @@ test("in the chart, every Service selects the pods of exactly one workload, and 
   }
   const broker = workloads.find((w) => w.kind === 'StatefulSet');
   const brokers = objs.find((o) => o.kind === 'ConfigMap' && o.data?.KAFKA_BROKERS).data.KAFKA_BROKERS;
-  // The client listener comes first (SASL_PLAINTEXT with kafka-auth); the others are on loopback.
+  // The client listener comes first; the others are the broker's own, on loopback.
   const [advertised] = broker.spec.template.spec.containers[0].env
     .find((e: any) => e.name === 'KAFKA_ADVERTISED_LISTENERS')
     .value.split(',');
   assert.equal(
-    advertised.replace(/^SASL_PLAINTEXT:/, 'PLAINTEXT:'),
-    `PLAINTEXT://${brokers.replace(':', '.$(POD_NAMESPACE).svc:')}`,
+    advertised,
+    `CLIENT://${brokers.replace(':', '.$(POD_NAMESPACE).svc:')}`,
     'the broker advertises its Service by <name>.<namespace>.svc',
   );
   const services = new Set(objs.filter((o) => o.kind === 'Service').map((s) => `${s.metadata.name}:${s.spec.ports[0].port}`));

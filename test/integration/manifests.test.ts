@@ -178,10 +178,9 @@ for (const overlay of overlays) {
     const at = (name: string) => env.findIndex((e) => e.name === name);
     const listener = env[at('KAFKA_ADVERTISED_LISTENERS')].value;
     const port = service.spec.ports.find((p: any) => p.name === 'client').port;
-    // The client listener first (SASL_PLAINTEXT with the kafka-auth component); any other is the
-    // broker's own, on loopback, never advertised to other pods.
+    // The client listener first; any other is the broker's own, on loopback, never reached by other pods.
     const [client, ...own] = listener.split(',');
-    assert.match(client, new RegExp(`^(SASL_)?PLAINTEXT://${service.metadata.name}\\.\\$\\(POD_NAMESPACE\\)\\.svc:${port}$`));
+    assert.match(client, new RegExp(`^CLIENT://${service.metadata.name}\\.\\$\\(POD_NAMESPACE\\)\\.svc:${port}$`));
     for (const l of own) assert.match(l, /^[A-Z_]+:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(env[at('POD_NAMESPACE')]?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace', 'the namespace from the Downward API');
     assert.ok(at('POD_NAMESPACE') < at('KAFKA_ADVERTISED_LISTENERS'), 'POD_NAMESPACE comes first: $(VAR) only expands earlier variables');

@@ -177,7 +177,7 @@ const pipelineDenies: Case[] = [
   ['stranger', 'kafka', 'client'],
   ['client elsewhere', 'kafka', 'client'],
   ['AWS S3', 'kafka', 'client'],
-  ...fromEach(['cpu-sampler', 'cpu-sink', 'kafka-topics', 'client elsewhere, opted in', 'stranger'], 'kafka', 'controller'),
+  ...fromEach(['cpu-sampler', 'cpu-sink', 'kafka-topics', 'client elsewhere, opted in', 'stranger'], 'kafka', 9093),
   ['cpu-sink', 'kafka', 'metrics'],
   ['cpu-sampler', 'kafka', 'metrics'],
   ['client elsewhere, opted in', 'kafka', 'metrics'],
@@ -205,7 +205,7 @@ const monitoringAllows: Case[] = [
 ];
 const monitoringDenies: Case[] = [
   ['cpu-prometheus', 'kafka', 'client'],
-  ['cpu-prometheus', 'kafka', 'controller'],
+  ['cpu-prometheus', 'kafka', 9093],
   ['cpu-prometheus', 'API server', 80],
   ['cpu-sampler', 'cpu-prometheus', 'http'],
 ];
