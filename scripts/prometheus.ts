@@ -40,7 +40,15 @@ function debianVersion(): string {
 }
 
 /** prometheus and promtool: on PATH, or unpacked from Debian's package into the cache once. */
+let found: { prometheus: string; promtool: string } | undefined;
+
 export function fetchPrometheus(): { prometheus: string; promtool: string } {
+  // Once per process: each promtool() call would otherwise start two probes of PATH.
+  found ??= locatePrometheus();
+  return found;
+}
+
+function locatePrometheus(): { prometheus: string; promtool: string } {
   if (onPath('prometheus') && onPath('promtool')) return { prometheus: 'prometheus', promtool: 'promtool' };
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((d) => existsSync(join(cacheDir, d, '.complete'))) : [];
   const version = cached.length > 0 ? cached.sort().at(-1)! : debianVersion().replace(/[^\w.+-]/g, '_');
