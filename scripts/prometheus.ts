@@ -39,9 +39,9 @@ function debianVersion(): string {
   return v;
 }
 
-/** prometheus and promtool: on PATH, or unpacked from Debian's package into the cache once. */
 let found: { prometheus: string; promtool: string } | undefined;
 
+/** prometheus and promtool: on PATH, or unpacked from Debian's package into the cache once. */
 export function fetchPrometheus(): { prometheus: string; promtool: string } {
   // Once per process: each promtool() call would otherwise start two probes of PATH.
   found ??= locatePrometheus();
