@@ -553,3 +553,24 @@ test("with monitoringOperator.enabled the chart has the component's PodMonitors 
   assertValid('chart with monitoringOperator', manifests);
   assertKubeScore('chart with monitoringOperator', manifests);
 });
+
+// The cluster of the end-to-end tests runs the broker's manifests on a stand-in for apache/kafka
+// (scripts/cluster/images/kafka/) whose bin/ has only the scripts it needs: every Kafka script the
+// manifests and the chart call must be among them, or a script would fail only on that cluster.
+test('every Kafka script the manifests and the chart run is in the stand-in broker image', () => {
+  const texts = [
+    ...overlays.map(renderOverlay),
+    renderChart({ 'monitoring.enabled': 'true' }),
+    ...readdirSync(join(root, 'chart', 'templates', 'tests')).map((f) =>
+      readFileSync(join(root, 'chart', 'templates', 'tests', f), 'utf8'),
+    ),
+  ];
+  // Called by path (/opt/kafka/bin/kafka-topics.sh) or by name through a helper (tool kafka-acls.sh ...).
+  const used = new Set(texts.flatMap((t) => [...t.matchAll(/\b(kafka-[\w-]+\.sh)\b/g)].map((m) => m[1])));
+  assert.ok(used.has('kafka-server-start.sh') && used.has('kafka-acls.sh'), `found: ${[...used].join(', ')}`);
+  const standIn = new Set(readdirSync(join(root, 'scripts', 'cluster', 'images', 'kafka', 'bin')));
+  assert.deepEqual(
+    [...used].filter((s) => !standIn.has(s)),
+    [],
+  );
+});
