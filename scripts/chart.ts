@@ -6,8 +6,8 @@
  * Before helmify sees the objects, the generated ConfigMap and Secret names lose kustomize's
  * content-hash suffix (`cpu-sink-22496d4km5` -> `cpu-sink`), and so do the references to them
  * and the topic Job named after its ConfigMap; helmify would otherwise freeze the hashes into
- * value keys and template names. Jobs become post-install/post-upgrade hooks, replaced on every
- * upgrade (a Job's pod template is immutable). helmify runs with -original-name so that object
+ * value keys and template names. The topic Job is named after the release's values (a Job's pod
+ * template is immutable; see jobsNamedByValues). helmify runs with -original-name so that object
  * names (the `cpu-kafka` Service that KAFKA_BROKERS points at, and that the broker advertises)
  * stay what the programs expect; it still trims the names' common prefix (`cpu-`) from value keys
  * and file names (values `sampler`, `sink`, `kafka`, `kafkaTopics`).
@@ -98,23 +98,13 @@ export function withoutHashSuffixes(manifests: string): string {
 }
 
 /**
- * Jobs become Helm hooks (see the header): a Job's pod template is immutable, so `helm upgrade`
- * could not patch it; a post-install/post-upgrade hook with before-hook-creation is replaced
- * instead. The image copy in a Job's ConfigMap that names the Job in kustomize (JOB_IMAGE,
- * k8s/base/kafka-topics/kustomizeconfig.yaml) has no use here and goes.
+ * The image copy in a Job's ConfigMap that names the Job in kustomize (JOB_IMAGE,
+ * k8s/base/kafka-topics/kustomizeconfig.yaml) has no use in the chart and goes; the chart names
+ * its Jobs itself (jobsNamedByValues).
  */
-export function jobsAsHooks(manifests: string): string {
+export function withoutJobImage(manifests: string): string {
   const docs = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest & { data?: Record<string, string> });
-  for (const d of docs) {
-    if (d.kind === 'ConfigMap') delete d.data?.JOB_IMAGE;
-    if (d.kind !== 'Job') continue;
-    d.metadata.annotations = {
-      ...d.metadata.annotations,
-      'helm.sh/hook': 'post-install,post-upgrade',
-      // Gone once it succeeded (helm uninstall never deletes hooks); kept for a look when it failed.
-      'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded',
-    };
-  }
+  for (const d of docs) if (d.kind === 'ConfigMap') delete d.data?.JOB_IMAGE;
   return docs.map((d) => stringify(d)).join('---\n');
 }
 
@@ -166,7 +156,7 @@ function render(components: string[], without: string[]): string {
       ...components.map((c) => relative(dir, join(k8s, 'components', c))),
     ];
     writeFileSync(file, stringify(kustomization));
-    return jobsAsHooks(withoutHashSuffixes(run('kubectl', ['kustomize', dir])));
+    return withoutJobImage(withoutHashSuffixes(run('kubectl', ['kustomize', dir])));
   } finally {
     rmSync(copy, { recursive: true, force: true });
   }
@@ -475,6 +465,40 @@ function restoreHeadlessServices(chart: string, objects: Manifest[]): void {
   });
 }
 
+/**
+ * A Job's pod template is immutable, so `helm upgrade` could not change it in place. As kustomize
+ * names the topic Job after its settings and image, the chart names each Job after the release's
+ * values and the chart's version, `<name>-<10 hex digits>`: any change to them makes a new Job
+ * (the old one goes with the upgrade), no change leaves it as it is. Not a hook: a post-install
+ * hook runs only after `helm install --wait` has seen every pod Ready, and the apps are not Ready
+ * before the topics exist (nor, with kafkaAuth, could they be), so the install would wait forever.
+ */
+function jobsNamedByValues(chart: string): void {
+  const jobs = new Map<string, string>(); // template file -> the Job
+  editObjects(chart, (text) => {
+    const name = /^kind: Job\nmetadata:\n  name: (\S+)$/m.exec(text)?.[1];
+    if (!name) return text;
+    const named = text.replace(
+      `\n  name: ${name}\n`,
+      `\n  name: ${name}-{{ print .Chart.Version (toJson .Values) | sha256sum | trunc 10 }}\n`,
+    );
+    jobs.set(`${name}-job.yaml`, named);
+    return '';
+  });
+  if (jobs.size === 0) throw new Error('no Job in the chart; review scripts/chart.ts');
+  // Each in a file of its own: a config checksum hashes the file of the ConfigMap it reads
+  // (configChecksums), which must not change with every value, as the Job's name does.
+  for (const { path, text } of templateFiles(chart)) {
+    const kept = text.split('\n---\n').filter((o) => o.trim() !== '');
+    if (kept.length === 0) rmSync(path);
+    else writeFileSync(path, `${kept.join('\n---\n').trimEnd()}\n`);
+  }
+  for (const [file, text] of jobs) {
+    if (existsSync(join(chart, 'templates', file))) throw new Error(`helmify wrote ${file} itself; review scripts/chart.ts`);
+    writeFileSync(join(chart, 'templates', file), `${text.trimEnd()}\n`);
+  }
+}
+
 /** secretKeyRef names and keys as values (see the header). */
 function secretRefsAsValues(chart: string): void {
   const secrets: Record<string, { name: string; keys: Record<string, string> }> = {};
@@ -749,6 +773,7 @@ function generate(without: string[]): string {
   annotationsAfterLabels(target);
   fixSelectors(target);
   restoreHeadlessServices(target, objects);
+  jobsNamedByValues(target);
   secretRefsAsValues(target);
   storageClassesAsValues(target, objects);
   projectImageAsValue(target);

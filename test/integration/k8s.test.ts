@@ -183,17 +183,35 @@ test('in the chart, the aws-secret name and its key names are values', () => {
   ]);
 });
 
-test('in the chart, the topic Job is a post-install and post-upgrade hook, replaced on every upgrade instead of patched', () => {
-  const job = chartFind(chartObjects(), 'Job', 'cpu-kafka-topics');
-  const a = job.metadata.annotations ?? {};
-  assert.deepEqual(a['helm.sh/hook']?.split(',').sort(), ['post-install', 'post-upgrade']);
-  assert.deepEqual(a['helm.sh/hook-delete-policy']?.split(',').sort(), ['before-hook-creation', 'hook-succeeded']);
+test('in the chart, the topic Job is no hook and is named after the values: the same values, the same Job; any change, a new one', () => {
+  const jobOf = (values: Record<string, string> = {}) => {
+    const jobs = objectsOf(renderChart(values)).filter((o) => o.kind === 'Job');
+    assert.equal(jobs.length, 1);
+    return jobs[0];
+  };
+  const job = jobOf();
+  assert.match(job.metadata.name, /^cpu-kafka-topics-[0-9a-f]{10}$/);
+  // A post-install hook would run only after `helm install --wait` saw the apps Ready, which they
+  // are not before the topics exist: the install would never end.
+  assert.equal(job.metadata.annotations?.['helm.sh/hook'], undefined);
+  assert.equal(jobOf().metadata.name, job.metadata.name, 'the same values make the same Job: an upgrade leaves it alone');
+  const changes: Array<Record<string, string>> = [
+    { 'kafkaTopics.retentionMs': '86400000' },
+    { 'kafkaTopics.createTopics.image.tag': '4.1.2' },
+    { 'kafkaAuth.enabled': 'false' },
+  ];
+  for (const change of changes)
+    assert.notEqual(
+      jobOf(change).metadata.name,
+      job.metadata.name,
+      `${JSON.stringify(change)} makes a new Job (its pod template cannot change)`,
+    );
   assert.ok(job.spec.ttlSecondsAfterFinished >= 300, 'a finished Job goes by itself, after `kubectl wait` has seen it');
   assert.ok(
     chartObjects().some(
       (o) => o.kind === 'ConfigMap' && o.metadata.name === job.spec.template.spec.containers[0].envFrom[0].configMapRef.name,
     ),
-    'its settings are a ConfigMap of the release (installed before post-install hooks run)',
+    'its settings are a ConfigMap of the release',
   );
 });
 
@@ -246,7 +264,7 @@ test('in the chart, nodeSelector, affinity, tolerations, podAnnotations and imag
       'cpu-sink': 'sink',
       'cpu-kafka': 'kafka',
       'cpu-kafka-topics': 'kafkaTopics',
-    }[o.metadata.name as string]!;
+    }[(o.metadata.name as string).replace(/-[0-9a-f]{10}$/, '')]!; // the topic Job's name ends in a hash of the values
     assert.ok(w, `${o.kind}/${o.metadata.name} is a known workload`);
     assert.equal(spec.nodeSelector.pool, w, `${w}: nodeSelector`);
     assert.equal(spec.tolerations[0].key, w, `${w}: tolerations`);
@@ -442,7 +460,8 @@ test('in the chart, pods carry a checksum of the ConfigMap they read: a changed 
 const monitoringFile = (file: string) => readFileSync(join(root, 'k8s', 'components', 'monitoring', file), 'utf8');
 const operatorObject = (file: string) =>
   parseDocument(readFileSync(join(root, 'k8s', 'components', 'monitoring-operator', file), 'utf8')).toJS();
-const keyOf = (o: any) => `${o.kind}/${o.metadata.name}`;
+// The topic Job's name ends in a hash of the values (scripts/chart.ts jobsNamedByValues): the same Job whatever it is.
+const keyOf = (o: any) => `${o.kind}/${o.kind === 'Job' ? o.metadata.name.replace(/-[0-9a-f]{10}$/, '') : o.metadata.name}`;
 /** What the values add to the default chart, as kind/name. */
 const addedTo = (objs: any[]) => {
   const defaults = new Set(chartObjects().map(keyOf));
