@@ -201,6 +201,61 @@ export function readBucket(namespace: string, sink: Obj): { endpoint: string; bu
 }
 
 /**
+ * Runs a one-off Kafka client as a Job with the opt-in label the broker's NetworkPolicy accepts
+ * from any namespace (`cpu-pipeline.io/kafka-client`, k8s/components/network-policies): restricted
+ * pod security, no retries, no service account token. Returns whether it completed and its log;
+ * the Job is deleted after.
+ */
+export function clientJob(opts: {
+  name: string;
+  namespace: string;
+  image: string;
+  command: string[];
+  env?: Array<Record<string, unknown>>;
+  /** false where the client writes files (Kafka's tools write to /tmp) */
+  readOnlyRootFilesystem?: boolean;
+  timeoutSeconds: number;
+}): { completed: boolean; log: string } {
+  const job = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: opts.name, namespace: opts.namespace },
+    spec: {
+      backoffLimit: 0,
+      template: {
+        metadata: { labels: { 'cpu-pipeline.io/kafka-client': 'true' } },
+        spec: {
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'client',
+              image: opts.image,
+              imagePullPolicy: 'IfNotPresent',
+              command: opts.command,
+              env: opts.env ?? [],
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: opts.readOnlyRootFilesystem ?? true,
+                capabilities: { drop: ['ALL'] },
+              },
+            },
+          ],
+        },
+      },
+    },
+  };
+  kubectl(['apply', '-f', '-'], { input: stringify(job) });
+  const wait = ['-n', opts.namespace, 'wait', '--for=condition=Complete', `job/${opts.name}`, `--timeout=${opts.timeoutSeconds}s`];
+  const done = kubectl(wait, { allowFail: true, timeoutMs: (opts.timeoutSeconds + 30) * 1000 });
+  const log = kubectl(['-n', opts.namespace, 'logs', `job/${opts.name}`], { allowFail: true }).out;
+  kubectl(['-n', opts.namespace, 'delete', 'job', opts.name, '--wait=false'], { allowFail: true });
+  return { completed: done.code === 0, log };
+}
+
+/**
  * Every record of a topic, read with Kafka's own console consumer inside the broker's pod (an
  * independent client), on the broker's own INTERNAL listener (127.0.0.1:9094, server.properties),
  * which needs no login with the kafka-auth component either.

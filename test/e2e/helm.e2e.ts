@@ -26,6 +26,7 @@ import { stringify } from 'yaml';
 import { root } from '../helpers.ts';
 import {
   brokerVolume,
+  clientJob,
   eventually,
   kubectl,
   kubectlJson,
@@ -212,41 +213,18 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
         `echo "== sampler reads"; run /opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server $b --consumer.config /tmp/sampler --topic ${topic} --group auth-probe --from-beginning --max-messages 1 --timeout-ms 20000`,
       ].join('\n');
       const fromSecret = (name: string, key: string) => ({ name, valueFrom: { secretKeyRef: { name: secret(key), key: 'password' } } });
-      const job = {
-        apiVersion: 'batch/v1',
-        kind: 'Job',
-        metadata: { name: 'kafka-auth-probe', namespace },
-        spec: {
-          backoffLimit: 0,
-          template: {
-            metadata: { labels: { 'cpu-pipeline.io/kafka-client': 'true' } },
-            spec: {
-              restartPolicy: 'Never',
-              automountServiceAccountToken: false,
-              enableServiceLinks: false,
-              securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
-              containers: [
-                {
-                  name: 'probe',
-                  image: p.broker.spec.template.spec.containers[0].image,
-                  imagePullPolicy: 'IfNotPresent',
-                  command: ['/bin/bash', '-c', script],
-                  env: [fromSecret('ADMIN_PASSWORD', 'admin'), fromSecret('SAMPLER_PASSWORD', 'sampler')],
-                  securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-                },
-              ],
-            },
-          },
-        },
-      };
-      kubectl(['apply', '-f', '-'], { input: stringify(job) });
-      const done = kubectl(['-n', namespace, 'wait', '--for=condition=Complete', 'job/kafka-auth-probe', '--timeout=400s'], {
-        allowFail: true,
-        timeoutMs: 420_000,
+      // Kafka's tools write to /tmp: a writable root file system for this one.
+      const probe = clientJob({
+        name: 'kafka-auth-probe',
+        namespace,
+        image: p.broker.spec.template.spec.containers[0].image,
+        command: ['/bin/bash', '-c', script],
+        env: [fromSecret('ADMIN_PASSWORD', 'admin'), fromSecret('SAMPLER_PASSWORD', 'sampler')],
+        readOnlyRootFilesystem: false,
+        timeoutSeconds: 400,
       });
-      const out = kubectl(['-n', namespace, 'logs', 'job/kafka-auth-probe'], { allowFail: true }).out;
-      kubectl(['-n', namespace, 'delete', 'job', 'kafka-auth-probe', '--wait=false'], { allowFail: true });
-      assert.equal(done.code, 0, `the probe did not complete: ${out}`);
+      const out = probe.log;
+      assert.ok(probe.completed, `the probe did not complete: ${out}`);
       const result = Object.fromEntries(
         out
           .split('== ')

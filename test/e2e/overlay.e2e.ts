@@ -28,6 +28,7 @@ import { stringify } from 'yaml';
 import { root } from '../helpers.ts';
 import {
   brokerVolume,
+  clientJob,
   clusterScript,
   eventually,
   exactlyOnce,
@@ -182,39 +183,15 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
       const offsets = await admin.fetchTopicOffsets('${topic}');
       console.log(JSON.stringify({ partitions: offsets.length, high: offsets.map((o) => Number(o.high)) }));
       await admin.disconnect();`;
-    const job = {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: { name: 'kafka-client', namespace: elsewhere },
-      spec: {
-        backoffLimit: 0,
-        template: {
-          // The opt-in the broker's NetworkPolicy accepts from any namespace (k8s/components/network-policies).
-          metadata: { labels: { 'cpu-pipeline.io/kafka-client': 'true' } },
-          spec: {
-            restartPolicy: 'Never',
-            automountServiceAccountToken: false,
-            securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
-            containers: [
-              {
-                name: 'client',
-                image: p.sink.spec.template.spec.containers[0].image,
-                imagePullPolicy: 'IfNotPresent',
-                args: ['node', '--input-type=module', '-e', script],
-                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-              },
-            ],
-          },
-        },
-      },
-    };
-    kubectl(['apply', '-f', '-'], { input: stringify(job) });
-    const done = kubectl(['-n', elsewhere, 'wait', '--for=condition=Complete', 'job/kafka-client', '--timeout=120s'], {
-      allowFail: true,
-      timeoutMs: 150_000,
+    const client = clientJob({
+      name: 'kafka-client',
+      namespace: elsewhere,
+      image: p.sink.spec.template.spec.containers[0].image,
+      command: ['node', '--input-type=module', '-e', script],
+      timeoutSeconds: 120,
     });
-    const out = kubectl(['-n', elsewhere, 'logs', 'job/kafka-client'], { allowFail: true }).out.trim();
-    assert.equal(done.code, 0, `the client in ${elsewhere} did not complete: ${out}`);
+    const out = client.log.trim();
+    assert.ok(client.completed, `the client in ${elsewhere} did not complete: ${out}`);
     const result = JSON.parse(out.split('\n').at(-1)!);
     log(
       `a client in namespace ${elsewhere} read the offsets of ${result.partitions} partitions from ${service.metadata.name}.${namespace}.svc`,
