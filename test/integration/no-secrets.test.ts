@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
@@ -110,6 +111,24 @@ for (const [name, render] of renderings) {
     assert.deepEqual(found, [], found.map((f) => `${f.where}: ${f.what}`).join('\n'));
   });
 }
+
+// Beyond the renderings: every file in git, as text. This file alone writes such values, as the
+// examples the scan must find.
+test('no private key, AWS access key id or JAAS password in any committed file', () => {
+  const files = run('git', ['ls-files', '-z']).split('\0').filter(Boolean);
+  assert.ok(files.length > 50, `git lists the checkout's files (${files.length})`);
+  const self = 'test/integration/no-secrets.test.ts';
+  assert.ok(files.includes(self));
+  const found: string[] = [];
+  for (const file of files.filter((f) => f !== self)) {
+    const path = join(root, file);
+    if (!existsSync(path)) continue; // deleted in the working tree, not yet committed
+    const text = readFileSync(path);
+    if (text.includes(0)) continue; // binary
+    for (const re of secretValue) if (re.test(text.toString('utf8'))) found.push(`${file}: text matching ${re}`);
+  }
+  assert.deepEqual(found, []);
+});
 
 test('the scan finds what it must: a Secret with data, a password variable, a JAAS password, a key id', () => {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
