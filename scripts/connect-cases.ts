@@ -13,7 +13,7 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { checkRecord, objectKey, timePartition } from '../sink.ts';
+import { checkRecord, loadConfig, objectKey, timePartition } from '../sink.ts';
 
 export const casesFile = join(
   resolve(dirname(fileURLToPath(import.meta.url)), '..'),
@@ -256,12 +256,32 @@ function numberCases(): string[] {
   return [...edges, ...more, ...spread].map((n) => String(n));
 }
 
+/** sink.ts's defaults, by the connector setting that mirrors each variable (seconds as seconds). */
+function defaults() {
+  const c = loadConfig({});
+  return [
+    ['S3_BUCKET', 's3.bucket', c.bucket],
+    ['S3_PREFIX', 's3.prefix', c.prefix],
+    ['S3_REGION', 's3.region', c.region],
+    ['S3_ENDPOINT', 's3.endpoint', c.endpoint ?? ''],
+    ['S3_FORCE_PATH_STYLE', 's3.force.path.style', c.forcePathStyle],
+    ['S3_REQUEST_TIMEOUT_SECONDS', 's3.request.timeout.seconds', c.requestTimeoutMs / 1000],
+    ['FILE_GZIP', 'file.gzip', c.gzip],
+    ['FILE_MAX_RECORDS', 'file.max.records', c.maxRecords],
+    ['FILE_MAX_BYTES', 'file.max.bytes', c.maxBytes],
+    ['FILE_MAX_AGE_SECONDS', 'file.max.age.seconds', c.maxAgeMs / 1000],
+    ['BUFFER_MAX_BYTES', 'buffer.max.bytes', c.bufferMaxBytes],
+    ['RECORD_MAX_BYTES', 'record.max.bytes', c.recordMaxBytes],
+  ].map(([env, setting, value]) => ({ env, setting, value }));
+}
+
 const b64 = (b: Buffer) => b.toString('base64');
 
 /** Every case with what sink.ts says of it. */
 export function connectCases() {
   return {
     about: 'Written by scripts/connect-cases.ts from sink.ts; checked by test/unit/connect-cases.test.ts. Do not edit.',
+    defaults: defaults(),
     records: records.map(([name, value, maxBytes = 65_536]) => {
       const bytes = value === null ? null : Buffer.isBuffer(value) ? value : Buffer.from(value);
       const c = checkRecord(bytes, maxBytes);
