@@ -128,7 +128,9 @@ public class S3SinkTask extends SinkTask {
       OffsetAndMetadata consumed = currentOffsets.get(e.getKey());
       if (files.handled < 0 || consumed == null) continue;
       // An existing object may cover offsets not consumed yet: never more than Connect consumed.
-      safe.put(e.getKey(), new OffsetAndMetadata(Math.min(files.safePoint(), consumed.offset())));
+      long offset = Math.min(files.safePoint(), consumed.offset());
+      safe.put(e.getKey(), new OffsetAndMetadata(offset));
+      log.debug("preCommit: {} safe {} of {} consumed", e.getKey(), offset, consumed.offset());
     }
     return safe;
   }
