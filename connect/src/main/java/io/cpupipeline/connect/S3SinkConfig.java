@@ -37,6 +37,8 @@ final class S3SinkConfig extends AbstractConfig {
     return region == null || region.isBlank() ? "eu-west-1" : region.trim();
   }
 
+  private static final ConfigDef.Validator REGION_NAME = matching("[a-z]{2}(-[a-z]+)+-\\d+", "an AWS region such as eu-west-1");
+
   static final ConfigDef CONFIG = new ConfigDef()
       .define(BUCKET, Type.STRING, "elementor-data-candidates-bucket",
           matching("[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name (3-63 of a-z 0-9 . -)"), Importance.HIGH,
@@ -45,7 +47,7 @@ final class S3SinkConfig extends AbstractConfig {
           // JavaScript's '.' (anything but a line terminator) in sink.ts's pattern.
           matching("[^/][^\\n\\r\\u2028\\u2029]*[^/]|[^/]|", "a key prefix without leading or trailing /"), Importance.HIGH,
           "Key prefix of every object, without leading or trailing / (sink.ts: S3_PREFIX).")
-      .define(REGION, Type.STRING, null, optional(matching("[a-z]{2}(-[a-z]+)+-\\d+", "an AWS region such as eu-west-1")),
+      .define(REGION, Type.STRING, null, optional(REGION_NAME),
           Importance.HIGH, "The bucket's region; unset: the worker's AWS_REGION, else eu-west-1 (sink.ts: S3_REGION).")
       .define(ENDPOINT, Type.STRING, "", S3SinkConfig::checkEndpoint, Importance.MEDIUM,
           "An S3-compatible server's URL, such as http://127.0.0.1:9000; empty: AWS (sink.ts: S3_ENDPOINT).")
@@ -76,7 +78,7 @@ final class S3SinkConfig extends AbstractConfig {
     super(CONFIG, props);
     String set = getString(REGION);
     region = set != null ? set : defaultRegion(env);
-    if (set == null) optional(matching("[a-z]{2}(-[a-z]+)+-\\d+", "an AWS region such as eu-west-1")).ensureValid("AWS_REGION", region);
+    if (set == null) REGION_NAME.ensureValid("AWS_REGION", region);
     String problem = bufferProblem(getLong(BUFFER_MAX_BYTES), getLong(MAX_BYTES));
     if (problem != null) throw new ConfigException(BUFFER_MAX_BYTES, getLong(BUFFER_MAX_BYTES), problem);
   }

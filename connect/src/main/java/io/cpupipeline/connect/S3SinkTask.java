@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.function.Function;
@@ -205,7 +206,7 @@ public class S3SinkTask extends SinkTask {
           e.getValue().get();
           o.files.deadLettered(e.getKey());
           it.remove();
-        } catch (ExecutionException | java.util.concurrent.CancellationException err) {
+        } catch (ExecutionException | CancellationException err) {
           // Not in the dead-letter topic: the offset stays held, and Connect fails the task on its next commit.
           log.error("dead-letter write failed; offset {} stays uncommitted: {}", e.getKey(), String.valueOf(err.getCause()));
         } catch (InterruptedException err) {
