@@ -43,6 +43,33 @@ COPY lib ./lib
 COPY schema ./schema
 RUN npm run build && rm -rf node_modules/tsx node_modules/esbuild node_modules/@esbuild
 
+# The Kafka Connect S3 sink (connect/), the alternative to sink.ts: built with Maven on Debian's
+# JDK into a plugin folder (the connector's jar and its own dependencies) for a Connect worker's
+# plugin.path. k8s/components/connect runs the worker on the broker's image and copies the folder
+# from this image with an init container, as the broker does with the JMX agent.
+FROM ${NODE_IMAGE} AS connect
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
+ && rm -rf /var/lib/apt/lists/*
+# Certificates Node is told to trust on top of Debian's (a base made by scripts/docker-base.sh, where
+# HTTPS goes through an intercepting proxy) are trusted by Java too; none in the official image.
+RUN if [ -f "${NODE_EXTRA_CA_CERTS:-}" ]; then \
+      csplit -s -z -f /tmp/extra-ca- "$NODE_EXTRA_CA_CERTS" "/-----BEGIN CERTIFICATE-----/" "{*}" \
+      && for c in /tmp/extra-ca-*; do \
+           keytool -importcert -noprompt -cacerts -storepass changeit -alias "${c#/tmp/}" -file "$c" >/dev/null 2>&1 || true; \
+         done \
+      && rm -f /tmp/extra-ca-*; \
+    fi
+WORKDIR /build
+COPY connect/pom.xml connect/
+# The dependencies first, in a layer of their own: a change to the sources does not fetch them again.
+RUN mvn -B -ntp -q -f connect/pom.xml dependency:go-offline
+COPY connect/src connect/src
+COPY schema schema
+# The unit tests run in CI (mvn -f connect/pom.xml test), not in every image build.
+RUN mvn -B -ntp -q -f connect/pom.xml package -DskipTests \
+ && ls connect/target/plugin/*/*.jar >/dev/null
+
 FROM ${NODE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini ca-certificates \
@@ -53,6 +80,7 @@ ENV NODE_ENV=production
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/jmx ./jmx
+COPY --from=connect /build/connect/target/plugin ./connect-plugins
 COPY package.json ./
 COPY schema ./schema
 # The official image's unprivileged user (uid 1000); Kubernetes enforces runAsNonRoot on top.

@@ -1,0 +1,180 @@
+/**
+ * The connect component (k8s/components/connect) on the project's own cluster: the local overlay
+ * with Kafka Connect instead of cpu-sink, as a user would add it (the component, plus the local
+ * S3 server's credentials and network way for the worker, which the overlay gives cpu-sink):
+ *   - apply -k: the broker, the sampler, the Connect worker Ready; the topic Job and the connector
+ *     Job Completed (the connector and its task RUNNING); no cpu-sink;
+ *   - readings in S3 through the connector, under sink.ts's keys, valid, from this node, each once;
+ *   - the monitoring component's Prometheus scrapes the worker (Connect's JMX through the exporter).
+ *
+ *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { stringify } from 'yaml';
+import { root } from '../helpers.ts';
+import {
+  brokerVolume,
+  eventually,
+  exactlyOnce,
+  kubectl,
+  linesOf,
+  log,
+  parseYaml,
+  readTopic,
+  seconds,
+  theNode,
+  validReading,
+  waitReady,
+  type Obj,
+  type S3Object,
+} from './cluster.ts';
+
+// Lists and reads the bucket from inside the S3 server's own pod (moto, with boto3), on loopback:
+// a reader independent of the connector, and no NetworkPolicy in the way.
+const bucketScript = `
+import boto3, gzip, json, sys
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
+                  aws_access_key_id="local", aws_secret_access_key="local")
+out = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2] + "/"):
+    for o in page.get("Contents", []):
+        got = s3.get_object(Bucket=sys.argv[1], Key=o["Key"])
+        body = got["Body"].read()
+        text = gzip.decompress(body) if o["Key"].endswith(".gz") else body
+        out.append({"key": o["Key"], "lastModified": o["LastModified"].isoformat(), "metadata": got["Metadata"], "text": text.decode()})
+print(json.dumps(out))
+`;
+
+test('the connect component on a real cluster: readings in S3 through Kafka Connect', { timeout: 30 * 60_000 }, async (t) => {
+  const nodeName = theNode();
+  // The user's kustomization: the local overlay, the component, and for the worker what the overlay gives cpu-sink.
+  const dir = mkdtempSync(join(root, '.cache', 'e2e-connect-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    stringify({
+      apiVersion: 'kustomize.config.k8s.io/v1beta1',
+      kind: 'Kustomization',
+      resources: [relative(dir, join(root, 'k8s', 'overlays', 'local'))],
+      components: [relative(dir, join(root, 'k8s', 'components', 'connect'))],
+      patches: [
+        {
+          target: { kind: 'Deployment', name: 'cpu-connect' },
+          patch: stringify([
+            { op: 'add', path: '/spec/template/spec/containers/0/envFrom', value: [{ secretRef: { name: 'local-s3-credentials' } }] },
+          ]),
+        },
+        {
+          target: { kind: 'NetworkPolicy', name: 'cpu-connect' },
+          patch: stringify([
+            {
+              op: 'add',
+              path: '/spec/egress/-',
+              value: {
+                to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 's3', 'app.kubernetes.io/part-of': 'cpu-pipeline' } } }],
+                ports: [{ protocol: 'TCP', port: 5000 }],
+              },
+            },
+          ]),
+        },
+        {
+          target: { kind: 'NetworkPolicy', name: 's3' },
+          patch: stringify([
+            {
+              op: 'add',
+              path: '/spec/ingress/0/from/-',
+              value: { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'cpu-connect', 'app.kubernetes.io/part-of': 'cpu-pipeline' } } },
+            },
+          ]),
+        },
+      ],
+    }),
+  );
+  const objs = parseYaml(kubectl(['kustomize', dir]).out);
+  const namespace = objs.find((o) => o.kind === 'Namespace')!.metadata.name;
+  const workloads = objs.filter((o) => ['Deployment', 'DaemonSet', 'StatefulSet'].includes(o.kind));
+  const jobs = objs.filter((o) => o.kind === 'Job');
+  const broker = workloads.find((o) => o.kind === 'StatefulSet')!;
+  const sinkSettings = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('cpu-sink-'))!.data!;
+  assert.ok(
+    workloads.some((o) => o.metadata.name === 'cpu-connect'),
+    'the component adds the worker',
+  );
+  assert.ok(!workloads.some((o) => o.metadata.name === 'cpu-sink'), 'and cpu-sink goes');
+  assert.ok(jobs.some((j) => j.metadata.name.startsWith('cpu-connect-connector-')));
+
+  brokerVolume(t, broker, namespace);
+  let applied = false;
+  t.after(() => {
+    if (applied) kubectl(['delete', '-k', dir, '--ignore-not-found', '--wait=true', '--timeout=180s'], { allowFail: true, timeoutMs: 240_000 });
+  });
+
+  let readyAt = 0;
+  await t.test('apply -k: the worker Ready, the topic and connector Jobs Completed (the connector and its task running)', () => {
+    const at = Date.now();
+    applied = true;
+    log(kubectl(['apply', '-k', dir]).out.trim().split('\n').join(', '));
+    readyAt = waitReady(namespace, workloads, jobs, at);
+    const connectorJob = jobs.find((j) => j.metadata.name.startsWith('cpu-connect-connector-'))!;
+    const said = kubectl(['-n', namespace, 'logs', `job/${connectorJob.metadata.name}`]).out;
+    log(`connector Job: ${said.trim().split('\n').join(' | ')}`);
+    assert.match(said, /connector cpu-s3-sink and its task are running/);
+  });
+
+  const bucket = (): S3Object[] => {
+    const r = kubectl(['-n', namespace, 'exec', 'deploy/s3', '--', 'python3', '-c', bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX], {
+      timeoutMs: 60_000,
+    });
+    return (JSON.parse(r.out.trim().split('\n').at(-1)!) as S3Object[]).sort(
+      (a, b) => Date.parse(a.lastModified) - Date.parse(b.lastModified),
+    );
+  };
+
+  await t.test("readings in S3 through the connector: sink.ts's keys and metadata, valid, from this node, each once", async () => {
+    const objects = await eventually('two objects in the bucket', () => bucket().length >= 2 && bucket(), 180_000, 5000);
+    log(`${objects.length} objects, the first ${seconds(readyAt)} s after Ready: ${objects[0].key}`);
+    const prefix = sinkSettings.S3_PREFIX;
+    const topic = sinkSettings.KAFKA_TOPIC;
+    for (const o of objects) {
+      // sink.ts's key: <prefix>/dt=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first offset, 10 digits>.jsonl.gz
+      const m = new RegExp(`^${prefix}/dt=(\\d{4}-\\d{2}-\\d{2})/hour=(\\d{2})/${topic}\\+(\\d+)\\+(\\d{10})\\.jsonl\\.gz$`).exec(o.key);
+      assert.ok(m, `a key as sink.ts names it: ${o.key}`);
+      assert.equal(o.metadata.topic, topic);
+      assert.equal(o.metadata.partition, String(Number(m[3])));
+      assert.equal(Number(o.metadata['start-offset']), Number(m[4]));
+      const lines = linesOf(o);
+      assert.equal(Number(o.metadata.records), lines.length);
+      for (const line of lines) {
+        const reading = JSON.parse(line) as { node: string; namespace: string; window_start: string };
+        assert.ok(validReading(reading), JSON.stringify(validReading.errors));
+        assert.deepEqual([reading.node, reading.namespace], [nodeName, namespace]);
+        assert.equal(reading.window_start.slice(0, 13), `${m[1]}T${m[2]}`, 'in the hour of its key');
+      }
+    }
+    // Every record in S3 is a record of the topic, once; the files do not overlap.
+    const check = exactlyOnce(readTopic(namespace, broker, topic), objects);
+    log(`topic ${check.inTopic} records, ${check.inS3} in S3 (duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlaps ${check.overlaps})`);
+    assert.ok(check.inS3 > 0);
+    assert.deepEqual([check.duplicated, check.unexpected, check.overlaps], [0, 0, 0]);
+  });
+
+  await t.test("the monitoring component's Prometheus scrapes the worker's JMX metrics", async () => {
+    const prometheus = objs.find((o: Obj) => o.kind === 'Service' && o.metadata.labels?.['app.kubernetes.io/name'] === 'cpu-prometheus')!;
+    const api = (path: string) =>
+      JSON.parse(kubectl(['get', '--raw', `/api/v1/namespaces/${namespace}/services/${prometheus.metadata.name}:http/proxy${path}`]).out)
+        .data;
+    const query = (expr: string) => api(`/api/v1/query?query=${encodeURIComponent(expr)}`).result as unknown[];
+    for (const expr of [
+      'up{job="cpu-connect"} == 1',
+      'kafka_connect_worker_connector_count == 1',
+      'kafka_connect_task_status{connector="cpu-s3-sink",status="running"} == 1',
+      'kafka_connect_sink_task_sink_record_read_total{connector="cpu-s3-sink"} > 0',
+    ]) {
+      await eventually(`${expr} in Prometheus`, () => query(expr).length > 0, 180_000, 5000);
+    }
+    log('Prometheus: cpu-connect up, its connector and task running, records read');
+  });
+});
