@@ -3,10 +3,10 @@
  * (kcat), wait for conditions. Each helper that starts something registers its own cleanup.
  */
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument, stringify } from 'yaml';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -497,3 +497,47 @@ export const chartTemplateArgs = (values: string[] = []) =>
     '--set',
     'irsa.roleArn=arn:aws:iam::123456789012:role/cpu-pipeline-sink',
   ].concat(values.flatMap((v) => ['--set', v]));
+
+/**
+ * An overlay with the connect component (Kafka Connect instead of cpu-sink) added to its own
+ * `components:`, as a user turns it on, in a copy of k8s/ under `dir`; returns the overlay's path
+ * there. With the local overlay, also what that overlay gives cpu-sink and the worker needs as
+ * well: the local S3 server's credentials, and the way to it through the NetworkPolicies
+ * (test/e2e/connect.e2e.ts deploys it; test/integration/connect-manifests.test.ts checks it).
+ */
+export function overlayWithConnect(dir: string, overlay: 'local' | 'eks'): string {
+  cpSync(join(root, 'k8s'), join(dir, 'k8s'), { recursive: true });
+  const at = join(dir, 'k8s', 'overlays', overlay);
+  const file = join(at, 'kustomization.yaml');
+  const kustomization = parseDocument(readFileSync(file, 'utf8')).toJS() as { components?: string[]; patches?: unknown[] };
+  kustomization.components = [...(kustomization.components ?? []), '../../components/connect'];
+  if (overlay === 'local') {
+    const toS3 = { 'app.kubernetes.io/name': 's3', 'app.kubernetes.io/part-of': 'cpu-pipeline' };
+    const fromConnect = { 'app.kubernetes.io/name': 'cpu-connect', 'app.kubernetes.io/part-of': 'cpu-pipeline' };
+    kustomization.patches = [
+      ...(kustomization.patches ?? []),
+      {
+        target: { kind: 'Deployment', name: 'cpu-connect' },
+        patch: stringify([
+          { op: 'add', path: '/spec/template/spec/containers/0/envFrom', value: [{ secretRef: { name: 'local-s3-credentials' } }] },
+        ]),
+      },
+      {
+        target: { kind: 'NetworkPolicy', name: 'cpu-connect' },
+        patch: stringify([
+          {
+            op: 'add',
+            path: '/spec/egress/-',
+            value: { to: [{ podSelector: { matchLabels: toS3 } }], ports: [{ protocol: 'TCP', port: 5000 }] },
+          },
+        ]),
+      },
+      {
+        target: { kind: 'NetworkPolicy', name: 's3' },
+        patch: stringify([{ op: 'add', path: '/spec/ingress/0/from/-', value: { podSelector: { matchLabels: fromConnect } } }]),
+      },
+    ];
+  }
+  writeFileSync(file, stringify(kustomization));
+  return at;
+}

@@ -11,10 +11,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { stringify } from 'yaml';
-import { root } from '../helpers.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { overlayWithConnect } from '../helpers.ts';
 import {
   brokerVolume,
   eventually,
@@ -50,49 +50,10 @@ print(json.dumps(out))
 
 test('the connect component on a real cluster: readings in S3 through Kafka Connect', { timeout: 30 * 60_000 }, async (t) => {
   const nodeName = theNode();
-  // The user's kustomization: the local overlay, the component, and for the worker what the overlay gives cpu-sink.
-  const dir = mkdtempSync(join(root, '.cache', 'e2e-connect-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(
-    join(dir, 'kustomization.yaml'),
-    stringify({
-      apiVersion: 'kustomize.config.k8s.io/v1beta1',
-      kind: 'Kustomization',
-      resources: [relative(dir, join(root, 'k8s', 'overlays', 'local'))],
-      components: [relative(dir, join(root, 'k8s', 'components', 'connect'))],
-      patches: [
-        {
-          target: { kind: 'Deployment', name: 'cpu-connect' },
-          patch: stringify([
-            { op: 'add', path: '/spec/template/spec/containers/0/envFrom', value: [{ secretRef: { name: 'local-s3-credentials' } }] },
-          ]),
-        },
-        {
-          target: { kind: 'NetworkPolicy', name: 'cpu-connect' },
-          patch: stringify([
-            {
-              op: 'add',
-              path: '/spec/egress/-',
-              value: {
-                to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 's3', 'app.kubernetes.io/part-of': 'cpu-pipeline' } } }],
-                ports: [{ protocol: 'TCP', port: 5000 }],
-              },
-            },
-          ]),
-        },
-        {
-          target: { kind: 'NetworkPolicy', name: 's3' },
-          patch: stringify([
-            {
-              op: 'add',
-              path: '/spec/ingress/0/from/-',
-              value: { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'cpu-connect', 'app.kubernetes.io/part-of': 'cpu-pipeline' } } },
-            },
-          ]),
-        },
-      ],
-    }),
-  );
+  // The local overlay as a user turns the component on in it, with what the worker needs there.
+  const copy = mkdtempSync(join(tmpdir(), 'cpu-pipeline-e2e-connect-'));
+  t.after(() => rmSync(copy, { recursive: true, force: true }));
+  const dir = overlayWithConnect(copy, 'local');
   const objs = parseYaml(kubectl(['kustomize', dir]).out);
   const namespace = objs.find((o) => o.kind === 'Namespace')!.metadata.name;
   const workloads = objs.filter((o) => ['Deployment', 'DaemonSet', 'StatefulSet'].includes(o.kind));
@@ -109,7 +70,8 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
   brokerVolume(t, broker, namespace);
   let applied = false;
   t.after(() => {
-    if (applied) kubectl(['delete', '-k', dir, '--ignore-not-found', '--wait=true', '--timeout=180s'], { allowFail: true, timeoutMs: 240_000 });
+    if (applied)
+      kubectl(['delete', '-k', dir, '--ignore-not-found', '--wait=true', '--timeout=180s'], { allowFail: true, timeoutMs: 240_000 });
   });
 
   let readyAt = 0;
@@ -125,9 +87,12 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
   });
 
   const bucket = (): S3Object[] => {
-    const r = kubectl(['-n', namespace, 'exec', 'deploy/s3', '--', 'python3', '-c', bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX], {
-      timeoutMs: 60_000,
-    });
+    const r = kubectl(
+      ['-n', namespace, 'exec', 'deploy/s3', '--', 'python3', '-c', bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX],
+      {
+        timeoutMs: 60_000,
+      },
+    );
     return (JSON.parse(r.out.trim().split('\n').at(-1)!) as S3Object[]).sort(
       (a, b) => Date.parse(a.lastModified) - Date.parse(b.lastModified),
     );
@@ -156,7 +121,9 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
     }
     // Every record in S3 is a record of the topic, once; the files do not overlap.
     const check = exactlyOnce(readTopic(namespace, broker, topic), objects);
-    log(`topic ${check.inTopic} records, ${check.inS3} in S3 (duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlaps ${check.overlaps})`);
+    log(
+      `topic ${check.inTopic} records, ${check.inS3} in S3 (duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlaps ${check.overlaps})`,
+    );
     assert.ok(check.inS3 > 0);
     assert.deepEqual([check.duplicated, check.unexpected, check.overlaps], [0, 0, 0]);
   });

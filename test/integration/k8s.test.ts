@@ -583,10 +583,17 @@ test('every Kafka script the manifests and the chart run is in the stand-in brok
     ...readdirSync(join(root, 'chart', 'templates', 'tests')).map((f) =>
       readFileSync(join(root, 'chart', 'templates', 'tests', f), 'utf8'),
     ),
+    // and every component's files, those in no overlay (connect) too
+    ...readdirSync(join(root, 'k8s', 'components'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => readFileSync(join(root, 'k8s', 'components', f), 'utf8')),
   ];
   // Called by path (/opt/kafka/bin/kafka-topics.sh) or by name through a helper (tool kafka-acls.sh ...).
-  const used = new Set(texts.flatMap((t) => [...t.matchAll(/\b(kafka-[\w-]+\.sh)\b/g)].map((m) => m[1])));
-  assert.ok(used.has('kafka-server-start.sh') && used.has('kafka-acls.sh'), `found: ${[...used].join(', ')}`);
+  const used = new Set(texts.flatMap((t) => [...t.matchAll(/\b((?:kafka|connect)-[\w-]+\.sh)\b/g)].map((m) => m[1])));
+  assert.ok(
+    ['kafka-server-start.sh', 'kafka-acls.sh', 'connect-distributed.sh'].every((x) => used.has(x)),
+    `found: ${[...used].join(', ')}`,
+  );
   const standIn = new Set(readdirSync(join(root, 'scripts', 'cluster', 'images', 'kafka', 'bin')));
   assert.deepEqual(
     [...used].filter((s) => !standIn.has(s)),
