@@ -48,7 +48,9 @@ RUN npm run build && rm -rf node_modules/tsx node_modules/esbuild node_modules/@
 # plugin.path. k8s/components/connect runs the worker on the broker's image and copies the folder
 # from this image with an init container, as the broker does with the JMX agent.
 FROM ${NODE_IMAGE} AS connect
-RUN apt-get update \
+# man1 must exist for the JDK's update-alternatives in an image without man pages.
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
  && rm -rf /var/lib/apt/lists/*
 # Certificates Node is told to trust on top of Debian's (a base made by scripts/docker-base.sh, where

@@ -32,7 +32,7 @@ import {
   type S3Object,
 } from './cluster.ts';
 
-// Lists and reads the bucket from inside the S3 server's own pod (moto, with boto3), on loopback:
+// Lists and reads the bucket from inside the S3 server's own pod (moto, with its boto3), on loopback:
 // a reader independent of the connector, and no NetworkPolicy in the way.
 const bucketScript = `
 import boto3, gzip, json, sys
@@ -87,12 +87,10 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
   });
 
   const bucket = (): S3Object[] => {
-    const r = kubectl(
-      ['-n', namespace, 'exec', 'deploy/s3', '--', 'python3', '-c', bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX],
-      {
-        timeoutMs: 60_000,
-      },
-    );
+    // moto's own Python (the image made by scripts/cluster/images/moto has it in a venv; the official one on PATH).
+    const python = 'for p in /opt/moto/bin/python3 python3; do command -v "$p" >/dev/null && exec "$p" -c "$0" "$@"; done; exit 127';
+    const args = ['sh', '-c', python, bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX];
+    const r = kubectl(['-n', namespace, 'exec', 'deploy/s3', '--', ...args], { timeoutMs: 60_000 });
     return (JSON.parse(r.out.trim().split('\n').at(-1)!) as S3Object[]).sort(
       (a, b) => Date.parse(a.lastModified) - Date.parse(b.lastModified),
     );
@@ -138,7 +136,7 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
       'up{job="cpu-connect"} == 1',
       'kafka_connect_worker_connector_count == 1',
       'kafka_connect_task_status{connector="cpu-s3-sink",status="running"} == 1',
-      'kafka_connect_sink_task_sink_record_read_total{connector="cpu-s3-sink"} > 0',
+      'kafka_connect_sink_task_sink_record_read{connector="cpu-s3-sink"} > 0',
     ]) {
       await eventually(`${expr} in Prometheus`, () => query(expr).length > 0, 180_000, 5000);
     }
