@@ -1,5 +1,6 @@
 # One image, both programs: `node dist/sampler.js` (the default) or `node dist/sink.js` (set the
-# container's args). Two stages on the same Debian bookworm Node 24 base, so the Kafka client built
+# container's args); it also carries what the broker's and the Connect worker's pods copy out of it
+# with init containers (the JMX agent, the Kafka Connect plugin of connect/). Two stages on the same Debian bookworm Node 24 base, so the Kafka client built
 # in the first runs against the same libc and libraries in the second. The programs are bundled
 # with esbuild at build time (schema included, packages left as imports): no transpiler at run
 # time, whose loader thread alone cost about 30 MB of RSS per process.

@@ -130,6 +130,14 @@ checks() {
     fail "the JMX exporter jar is not readable in the image"
   [ "${out#* }" = "$(sed -n 's/^ARG JMX_EXPORTER_SHA256=//p' Dockerfile)" ] || fail "the JMX exporter jar in the image is not the pinned one: $out"
   ok "JMX exporter agent in the image: /app/jmx/jmx_prometheus_javaagent.jar, $out"
+
+  # The Kafka Connect plugin folder the connect component's init container copies out: the
+  # connector's jar, listed for Connect's service loader, and its own dependencies.
+  out=$(docker run --rm --read-only "$image" node --input-type=module -e \
+    "const fs = await import('node:fs'); const d = 'connect-plugins/cpu-pipeline-s3-sink'; const jars = fs.readdirSync(d).filter((f) => f.endsWith('.jar')); console.log(jars.length, jars.filter((j) => /^cpu-pipeline-s3-sink-.*\\.jar$/.test(j)).join(','))") ||
+    fail "the Kafka Connect plugin folder is not readable in the image"
+  [[ $out =~ ^[0-9]+\ cpu-pipeline-s3-sink-.*\.jar$ ]] || fail "the Kafka Connect plugin folder lacks the connector's jar: $out"
+  ok "Kafka Connect plugin in the image: /app/connect-plugins/cpu-pipeline-s3-sink, $out (jars, connector)"
 }
 timed checks checks
 
