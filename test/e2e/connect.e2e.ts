@@ -4,7 +4,9 @@
  * S3 server's credentials and network way for the worker, which the overlay gives cpu-sink):
  *   - apply -k: the broker, the sampler, the Connect worker Ready; the topic Job and the connector
  *     Job Completed (the connector and its task RUNNING); no cpu-sink;
- *   - readings in S3 through the connector, under sink.ts's keys, valid, from this node, each once;
+ *   - readings in S3 through the connector, under sink.ts's keys, valid, from this node;
+ *   - the worker killed with no grace period, then the sampler stopped: every reading of the
+ *     topic in S3 exactly once;
  *   - the monitoring component's Prometheus scrapes the worker (Connect's JMX through the exporter).
  *
  *   npm run test:cluster      # starts the cluster (test/e2e/cluster-setup.ts) and stops it after
@@ -20,6 +22,7 @@ import {
   eventually,
   exactlyOnce,
   kubectl,
+  kubectlJson,
   linesOf,
   log,
   parseYaml,
@@ -96,7 +99,7 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
     );
   };
 
-  await t.test("readings in S3 through the connector: sink.ts's keys and metadata, valid, from this node, each once", async () => {
+  await t.test("readings in S3 through the connector: sink.ts's keys and metadata, valid, from this node", async () => {
     const objects = await eventually('two objects in the bucket', () => bucket().length >= 2 && bucket(), 180_000, 5000);
     log(`${objects.length} objects, the first ${seconds(readyAt)} s after Ready: ${objects[0].key}`);
     const prefix = sinkSettings.S3_PREFIX;
@@ -117,14 +120,57 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
         assert.equal(reading.window_start.slice(0, 13), `${m[1]}T${m[2]}`, 'in the hour of its key');
       }
     }
-    // Every record in S3 is a record of the topic, once; the files do not overlap.
-    const check = exactlyOnce(readTopic(namespace, broker, topic), objects);
-    log(
-      `topic ${check.inTopic} records, ${check.inS3} in S3 (duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlaps ${check.overlaps})`,
-    );
-    assert.ok(check.inS3 > 0);
-    assert.deepEqual([check.duplicated, check.unexpected, check.overlaps], [0, 0, 0]);
   });
+
+  await t.test(
+    'the worker killed with no grace period, then the readings stopped: every reading of the topic in S3 exactly once',
+    async () => {
+      const selector = 'app.kubernetes.io/name=cpu-connect';
+      const workerPods = () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', selector]).items as Obj[]).map((x) => x.metadata.name);
+      const [killed] = workerPods();
+      const count = bucket().length;
+      let at = Date.now();
+      kubectl(['-n', namespace, 'delete', 'pod', killed, '--grace-period=0', '--force', '--wait=false']);
+      kubectl(['-n', namespace, 'rollout', 'status', 'deployment/cpu-connect', '--timeout=300s'], { timeoutMs: 320_000 });
+      await eventually('a new object from the new worker', () => bucket().length > count, 180_000, 5000);
+      log(`drill: worker ${killed} killed; its replacement writing again after ${seconds(at)} s`);
+
+      // No more readings: the sampler's pod goes (it flushes what it holds), then the connector has
+      // until its files' age has passed a few times to write what is left.
+      at = Date.now();
+      const sampler = workloads.find((o) => o.kind === 'DaemonSet')!;
+      kubectl([
+        '-n',
+        namespace,
+        'patch',
+        'daemonset',
+        sampler.metadata.name,
+        '--type=merge',
+        '-p',
+        '{"spec":{"template":{"spec":{"nodeSelector":{"cpu-pipeline.e2e/no-node":"true"}}}}}',
+      ]);
+      await eventually(
+        'the sampler pod to be gone',
+        () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/name=cpu-sampler']).items as Obj[]).length === 0,
+        120_000,
+      );
+      const inTopic = readTopic(namespace, broker, sinkSettings.KAFKA_TOPIC);
+      assert.ok(inTopic.length > 0, 'the topic holds readings');
+      const check = await eventually(
+        'every reading of the topic in S3',
+        () => {
+          const c = exactlyOnce(inTopic, bucket());
+          return c.missing === 0 && c;
+        },
+        6 * Number(sinkSettings.FILE_MAX_AGE_SECONDS) * 1000 + 120_000,
+        5000,
+      );
+      log(`after the drill: ${JSON.stringify(check)} (${seconds(at)} s after the sampler stopped)`);
+      const { missing, duplicated, unexpected, overlaps } = check;
+      assert.deepEqual({ missing, duplicated, unexpected, overlaps }, { missing: 0, duplicated: 0, unexpected: 0, overlaps: 0 });
+      assert.equal(check.inS3, check.inTopic);
+    },
+  );
 
   await t.test("the monitoring component's Prometheus scrapes the worker's JMX metrics", async () => {
     const prometheus = objs.find((o: Obj) => o.kind === 'Service' && o.metadata.labels?.['app.kubernetes.io/name'] === 'cpu-prometheus')!;
