@@ -13,10 +13,11 @@
  *   const worker = await startConnect({ bootstrap, env: { AWS_ACCESS_KEY_ID: ..., ... } })
  *   await worker.createConnector('s3', { 'connector.class': ..., topics: ..., ... })
  *   await worker.waitRunning('s3')
- *   await worker.stop()                          // SIGTERM, then deletes its temp folder
+ *   await worker.kill(); await worker.start()    // SIGKILL, then the same worker again (port, group, topics)
+ *   await worker.destroy()                       // SIGTERM, then deletes its temp folder
  *
- * The worker's log goes to <data folder>/connect.log; its errors also to worker.stderr().
- * Each worker gets its own group and its own config, offset and status topics.
+ * The worker's log goes to <data folder>/connect.log (every life of it, appended); its errors also
+ * to worker.stderr(). Each worker gets its own group and its own config, offset and status topics.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -86,8 +87,19 @@ export interface ConnectWorker {
   status(name: string): Promise<ConnectorStatus | undefined>;
   /** Until the connector and all its tasks are RUNNING; throws at once if one FAILED. */
   waitRunning(name: string, timeoutMs?: number): Promise<ConnectorStatus>;
-  /** SIGTERM (the worker stops its tasks, which commit what preCommit hands back), then the temp folder goes. */
+  /** The JVM's process id while the worker runs (its memory is in /proc/<pid>/status). */
+  readonly pid: number | undefined;
+  /** SIGTERM: the worker stops its tasks, which commit what preCommit hands back (SIGKILL after 30 s). */
   stop(): Promise<void>;
+  /** SIGKILL, for fault tests: no task is stopped, nothing more is committed. */
+  kill(): Promise<void>;
+  /**
+   * Runs the worker again after stop() or kill(): same port, group, topics and folder, so it reads
+   * its connectors back from its config topic. Resolves when its REST API lists the connector class.
+   */
+  start(): Promise<void>;
+  /** stop(), then the temp folder goes. */
+  destroy(): Promise<void>;
 }
 
 export interface ConnectOptions {
@@ -98,7 +110,12 @@ export interface ConnectOptions {
   properties?: Record<string, string>;
   /** Milliseconds to wait for the worker's REST API and the plugin; default 90 s. */
   startTimeoutMs?: number;
+  /** JVM options (heap, garbage collector); default testJvm. */
+  jvm?: string[];
 }
+
+/** Small and quick to start, for tests: a worker that runs a connector or two. */
+export const testJvm = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC'];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let built: string | undefined;
@@ -140,39 +157,11 @@ export async function startConnect(opts: ConnectOptions): Promise<ConnectWorker>
       .join('\n') + '\n',
   );
   const logFile = join(dataDir, 'connect.log');
-  const proc: ChildProcess = spawn(
-    'java',
-    [
-      '-Xms128m',
-      '-Xmx512m',
-      '-XX:+UseSerialGC',
-      '-Djava.awt.headless=true',
-      `-Dlog4j2.configurationFile=${join(here, 'connect', 'log4j2.properties')}`,
-      `-Dconnect.logs.dir=${dataDir}`,
-      '-cp',
-      cp,
-      'org.apache.kafka.connect.cli.ConnectDistributed',
-      config,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env } },
-  );
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr = (stderr + d).slice(-20_000);
-  });
-  const exited = once(proc, 'exit');
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
-
-  async function stop(): Promise<void> {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  let stderr = '';
+  let proc: ChildProcess | undefined;
+  let exited: Promise<unknown> = Promise.resolve();
 
   async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
     const res = await fetch(`${url}${path}`, {
@@ -190,29 +179,76 @@ export async function startConnect(opts: ConnectOptions): Promise<ConnectWorker>
     return { status: res.status, json, text };
   }
 
-  // Ready: the REST API answers and lists the connector (the plugin loaded).
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 90_000);
-  for (;;) {
-    if (proc.exitCode !== null) {
-      await stop();
-      throw new Error(`the Connect worker exited (${proc.exitCode}) during start: ${stderr.slice(-2000)}`);
-    }
-    try {
-      const plugins = await api('GET', '/connector-plugins?connectorsOnly=true');
-      if (plugins.status === 200 && (plugins.json as Array<{ class: string }>).some((p) => p.class === connectorClass)) break;
-      if (plugins.status === 200) throw new Error(`the worker does not list ${connectorClass}: ${plugins.text}`);
-    } catch (err) {
-      if ((err as Error).message.startsWith('the worker does not list')) {
-        await stop();
-        throw err;
+  async function signal(sig: NodeJS.Signals, graceMs: number): Promise<void> {
+    const p = proc;
+    if (!p) return;
+    p.kill(sig);
+    const timer = setTimeout(() => p.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+  const stop = () => signal('SIGTERM', 30_000);
+  const kill = () => signal('SIGKILL', 0);
+
+  async function start(): Promise<void> {
+    if (proc) return;
+    const p = spawn(
+      'java',
+      [
+        ...(opts.jvm ?? testJvm),
+        '-Djava.awt.headless=true',
+        `-Dlog4j2.configurationFile=${join(here, 'connect', 'log4j2.properties')}`,
+        `-Dconnect.logs.dir=${dataDir}`,
+        '-cp',
+        cp,
+        'org.apache.kafka.connect.cli.ConnectDistributed',
+        config,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env } },
+    );
+    proc = p;
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-20_000);
+    });
+    exited = once(p, 'exit').then(() => {
+      if (proc === p) proc = undefined;
+    });
+
+    // Ready: the REST API answers and lists the connector (the plugin loaded).
+    const timeoutMs = opts.startTimeoutMs ?? 90_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (p.exitCode !== null || p.signalCode !== null)
+        throw new Error(`the Connect worker exited (${p.exitCode ?? p.signalCode}) during start: ${stderr.slice(-2000)}`);
+      let plugins: Awaited<ReturnType<typeof api>> | undefined;
+      try {
+        plugins = await api('GET', '/connector-plugins?connectorsOnly=true');
+      } catch {
+        /* not listening yet */
       }
+      if (plugins?.status === 200) {
+        if ((plugins.json as Array<{ class: string }>).some((c) => c.class === connectorClass)) return;
+        await kill();
+        throw new Error(`the worker does not list ${connectorClass}: ${plugins.text}`);
+      }
+      if (Date.now() > deadline) {
+        await kill();
+        throw new Error(`the Connect worker did not answer within ${timeoutMs} ms; its log ends: ${log().slice(-3000)}`);
+      }
+      await sleep(250);
     }
-    if (Date.now() > deadline) {
-      const tail = log().slice(-3000);
-      await stop();
-      throw new Error(`the Connect worker did not answer within ${opts.startTimeoutMs ?? 90_000} ms; its log ends: ${tail}`);
-    }
-    await sleep(250);
+  }
+
+  async function destroy(): Promise<void> {
+    await stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+
+  try {
+    await start();
+  } catch (err) {
+    await destroy();
+    throw err;
   }
 
   const status = async (name: string) => {
@@ -224,15 +260,18 @@ export async function startConnect(opts: ConnectOptions): Promise<ConnectWorker>
     url,
     dataDir,
     groupId,
+    get pid() {
+      return proc?.pid;
+    },
     log,
     stderr: () => stderr,
     async createConnector(name, connectorConfig) {
+      const until = Date.now() + 60_000;
       for (;;) {
         const r = await api('PUT', `/connectors/${encodeURIComponent(name)}/config`, connectorConfig);
         if (r.status === 200 || r.status === 201) return;
         // 409: the worker is still joining its group (a rebalance is under way); ask again.
-        if (r.status !== 409 || Date.now() > deadline + 60_000)
-          throw new Error(`the worker refused connector ${name} (${r.status}): ${r.text}`);
+        if (r.status !== 409 || Date.now() > until) throw new Error(`the worker refused connector ${name} (${r.status}): ${r.text}`);
         await sleep(250);
       }
     },
@@ -258,6 +297,9 @@ export async function startConnect(opts: ConnectOptions): Promise<ConnectWorker>
       }
     },
     stop,
+    kill,
+    start,
+    destroy,
   };
 }
 

@@ -31,7 +31,7 @@ const connect = () =>
     env: { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret' },
   }));
 after(async () => {
-  await (await worker)?.stop();
+  await (await worker)?.destroy();
 });
 
 type Scenario = Awaited<ReturnType<typeof sinkScenario>>;
