@@ -54,6 +54,8 @@ export interface S3Server {
   /** http://127.0.0.1:PORT, stable across stop()/start(). */
   readonly endpoint: string;
   readonly port: number;
+  /** The server itself, past the relay: what S3 holds can be read there while stop() keeps clients out. */
+  readonly backendEndpoint: string;
   /** Takes S3 away: 'refuse' closes the port, 'hang' accepts and never answers. Objects are kept. */
   stop(mode?: 'refuse' | 'hang'): Promise<void>;
   /** Brings S3 back on the same port with the same objects. */
@@ -125,6 +127,7 @@ export async function startS3(opts: { port?: number; detached?: boolean } = {}):
   return {
     endpoint,
     port,
+    backendEndpoint: `http://127.0.0.1:${backendPort}`,
     async stop(how = 'refuse') {
       dropConnections();
       if (how === 'refuse' && relay.listening) {
