@@ -14,6 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startS3 } from '../scripts/s3.ts';
+import { connectorClass } from '../scripts/connect.ts';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -210,6 +211,87 @@ export async function testProducer(t: TestContext, bootstrap: string) {
     async send(topic: string, values: Array<string | Buffer>, key = 'test-node', partition?: number) {
       await producer.send({ topic, messages: values.map((value) => ({ key, value, ...(partition === undefined ? {} : { partition }) })) });
     },
+  };
+}
+
+/**
+ * Produces unique readings in batches of `batch`, `everyMs` apart, round-robin over 4 keys: `count`
+ * of them, or, given a function instead, until it returns true. Resolves with what it produced.
+ */
+export async function produceSteadily(
+  t: TestContext,
+  bootstrap: string,
+  topic: string,
+  count: number | (() => boolean),
+  batch: number,
+  everyMs: number,
+): Promise<string[]> {
+  const producer = await testProducer(t, bootstrap);
+  const all: string[] = [];
+  const more = typeof count === 'number' ? (i: number) => i < count : () => !count();
+  for (let i = 0; more(i); i += batch) {
+    const n = typeof count === 'number' ? Math.min(batch, count - i) : batch;
+    const values = Array.from({ length: n }, (_, j) => reading((i + j) % 600, uniqueName(`r${i + j}`)));
+    await producer.send(topic, values, `node-${(i / batch) % 4}`);
+    all.push(...values);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return all;
+}
+
+/** A fault test's outcome, as a diagnostic and on stdout: `# <scenario>: produced P, found F in O objects (missing 0, ...)`. */
+export function reportExactlyOnce(
+  t: TestContext,
+  scenario: string,
+  produced: number,
+  check: ReturnType<typeof exactlyOnce>,
+  objects: number,
+) {
+  const line =
+    `${scenario}: produced ${produced}, found ${check.found} in ${objects} objects ` +
+    `(missing ${check.missing}, duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlapping objects ${check.overlaps.length})`;
+  t.diagnostic(line);
+  process.stdout.write(`# ${line}\n`);
+}
+
+/** A consumer group's committed offsets of a topic, by partition; -1 where none is committed. */
+export async function committedOffsets(bootstrap: string, group: string, topic: string): Promise<Record<number, number>> {
+  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
+  await admin.connect();
+  try {
+    const [found] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    return Object.fromEntries((found?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * The S3 sink connector's config for a topic, its dead-letter topic and a test S3 server's bucket,
+ * as the tests and the bench run it (files closed 1 s after their first record); `settings` add or override.
+ */
+export function s3SinkConnector(
+  topic: string,
+  dlqTopic: string,
+  s3: { endpoint: string; bucket: string },
+  settings: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    'connector.class': connectorClass,
+    'tasks.max': '1',
+    topics: topic,
+    'key.converter': 'org.apache.kafka.connect.converters.ByteArrayConverter',
+    'value.converter': 'org.apache.kafka.connect.converters.ByteArrayConverter',
+    'errors.tolerance': 'all',
+    'errors.deadletterqueue.topic.name': dlqTopic,
+    'errors.deadletterqueue.topic.replication.factor': '1',
+    'errors.deadletterqueue.context.headers.enable': 'true',
+    's3.bucket': s3.bucket,
+    's3.endpoint': s3.endpoint,
+    's3.force.path.style': 'true',
+    's3.region': 'us-east-1',
+    'file.max.age.seconds': '1',
+    ...settings,
   };
 }
 

@@ -7,14 +7,15 @@ import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { connectorClass, startConnect, type ConnectWorker } from '../../scripts/connect.ts';
 import {
+  committedOffsets,
   createTopic,
   exactlyOnce,
   readObjects,
   readTopic,
   reading,
+  s3SinkConnector,
   sharedKafka,
   sinkScenario,
   testS3Client,
@@ -42,39 +43,14 @@ async function connector(t: TestContext, s: Scenario, settings: Record<string, s
   const name = uniqueName('s3-sink');
   const dlqTopic = `${s.topic}-connect-dlq`;
   await createTopic(s.bootstrap, dlqTopic, 1);
-  await w.createConnector(name, {
-    'connector.class': connectorClass,
-    'tasks.max': '1',
-    topics: s.topic,
-    'key.converter': 'org.apache.kafka.connect.converters.ByteArrayConverter',
-    'value.converter': 'org.apache.kafka.connect.converters.ByteArrayConverter',
-    'errors.tolerance': 'all',
-    'errors.deadletterqueue.topic.name': dlqTopic,
-    'errors.deadletterqueue.topic.replication.factor': '1',
-    'errors.deadletterqueue.context.headers.enable': 'true',
-    's3.bucket': s.s3.bucket,
-    's3.endpoint': s.s3.endpoint,
-    's3.force.path.style': 'true',
-    's3.region': 'us-east-1',
-    'file.max.age.seconds': '1',
-    ...settings,
-  });
+  await w.createConnector(name, s3SinkConnector(s.topic, dlqTopic, s.s3, settings));
   t.after(() => fetch(`${w.url}/connectors/${name}`, { method: 'DELETE' }).then((r) => r.body?.cancel()));
   await w.waitRunning(name);
   return { name, dlqTopic, worker: w, group: `connect-${name}` };
 }
 
 /** The group's committed offset of partition 0 (-1: none). */
-async function committed(bootstrap: string, group: string, topic: string): Promise<number> {
-  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: [bootstrap], logLevel: KafkaJS.logLevel.NOTHING } }).admin();
-  await admin.connect();
-  try {
-    const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-    return Number(t?.partitions.find((p) => p.partition === 0)?.offset ?? -1);
-  } finally {
-    await admin.disconnect();
-  }
-}
+const committed = async (bootstrap: string, group: string, topic: string) => (await committedOffsets(bootstrap, group, topic))[0] ?? -1;
 
 const objectsUnder = (s: Scenario, prefix: string, n: number) =>
   waitFor(

@@ -5,32 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TestContext } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startKafka } from '../../scripts/kafka.ts';
-import { exactlyOnce, httpGet, readObjects, reading, sinkScenario, testProducer, uniqueName, waitFor, type Program } from '../helpers.ts';
-
-/** Produces `count` unique readings in batches of `batch`, `everyMs` apart, round-robin over keys. */
-async function produceSteadily(
-  t: TestContext,
-  bootstrap: string,
-  topic: string,
-  count: number,
-  batch: number,
-  everyMs: number,
-): Promise<string[]> {
-  const producer = await testProducer(t, bootstrap);
-  const all: string[] = [];
-  for (let i = 0; i < count; i += batch) {
-    const values = Array.from({ length: Math.min(batch, count - i) }, (_, j) => reading((i + j) % 600, uniqueName(`r${i + j}`)));
-    await producer.send(topic, values, `node-${(i / batch) % 4}`);
-    all.push(...values);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return all;
-}
+import { exactlyOnce, httpGet, produceSteadily, readObjects, reportExactlyOnce, sinkScenario, waitFor, type Program } from '../helpers.ts';
 
 async function allInS3(endpoint: string, bucket: string, expected: string[], timeoutMs = 90_000, sinks: Program[] = []) {
   try {
@@ -51,14 +30,6 @@ async function allInS3(endpoint: string, bucket: string, expected: string[], tim
   await new Promise((r) => setTimeout(r, 2000)); // time for a duplicate to show up, if one were coming
   const objects = await readObjects(endpoint, bucket);
   return { objects, check: exactlyOnce(objects, expected) };
-}
-
-function report(t: TestContext, scenario: string, produced: number, check: ReturnType<typeof exactlyOnce>, objects: number) {
-  const line =
-    `${scenario}: produced ${produced}, found ${check.found} in ${objects} objects ` +
-    `(missing ${check.missing}, duplicated ${check.duplicated}, unexpected ${check.unexpected}, overlapping objects ${check.overlaps.length})`;
-  t.diagnostic(line);
-  process.stdout.write(`# ${line}\n`);
 }
 
 // A killed member is noticed after the session timeout: the broker's minimum (6 s) instead of 45 s.
@@ -87,7 +58,7 @@ test('a sink killed with SIGKILL at random moments while records flow writes eve
   }
   const produced = await producing;
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
-  report(t, `SIGKILL x${kills}`, produced.length, check, objects.length);
+  reportExactlyOnce(t, `SIGKILL x${kills}`, produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
 });
 
@@ -111,7 +82,7 @@ test('S3 stopped for longer than the upload timeout and restarted: the sink is n
   const produced = [...first, ...(await during)];
 
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced);
-  report(t, 'S3 outage', produced.length, check, objects.length);
+  reportExactlyOnce(t, 'S3 outage', produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
   await waitFor('/readyz to say ready again', async () => (await httpGet(port, '/readyz')).status === 200);
   assert.match((await httpGet(port, '/metrics')).body, /^sink_upload_failures_total [1-9]/m);
@@ -150,7 +121,7 @@ test('the Kafka broker restarted while records flow: every record is in S3 exact
   const produced = [...before, ...after];
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 120_000, sinks);
   done = true;
-  report(t, `Kafka restart (sink restarts: ${restarts})`, produced.length, check, objects.length);
+  reportExactlyOnce(t, `Kafka restart (sink restarts: ${restarts})`, produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
 });
 
@@ -167,7 +138,7 @@ test('two sinks in one group, one killed mid-stream: the survivor takes over and
   await a.exited;
   const produced = await producing;
   const { objects, check } = await allInS3(s3.endpoint, s3.bucket, produced, 120_000);
-  report(t, 'rebalance after a kill', produced.length, check, objects.length);
+  reportExactlyOnce(t, 'rebalance after a kill', produced.length, check, objects.length);
   assert.deepEqual(check, clean(produced.length));
   const lastAssignment = b.logs.filter((l) => l.msg === 'partitions assigned').at(-1)?.partitions as number[];
   assert.deepEqual([...lastAssignment].sort(), [0, 1, 2, 3], 'the survivor owns every partition');
