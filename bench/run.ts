@@ -6,7 +6,11 @@
  *    own ConsumerPerformance (its fetch rate, group join excluded), then caught up by the sink as
  *    its Deployment runs it (bundle, V8 flags) into a local S3 server: records/s from its first record
  *    read to its last record in S3, the ratio, peak RSS against memoryBound(), and where its main
- *    thread's time went (a V8 CPU profile).
+ *    thread's time went (a V8 CPU profile). Then the same backlog caught up by the Kafka Connect S3
+ *    sink (connect/) in a fresh Connect worker, with tasks.max=1 and then 3, each into its own prefix
+ *    (sink.ts into sink-ts/): records/s from its task's partitions assigned to its last record in S3
+ *    (from the worker's log), and the worker JVM's peak RSS, with the heap and collector that Kafka's
+ *    bin/connect-distributed.sh starts it with.
  * 2. Sampler at rest: the sampler as its DaemonSet runs it, at the default 60 s interval, beside
  *    Debian's prometheus-node-exporter, both scraped once a minute, for BENCH_IDLE_SECONDS (180):
  *    CPU-seconds per hour (cgroup CPU accounting, every thread counted) and RSS (with its anonymous,
@@ -19,10 +23,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { connectVersion, startConnect } from '../scripts/connect.ts';
 import { fetchKafka, freePort, startKafka } from '../scripts/kafka.ts';
 import { startS3 } from '../scripts/s3.ts';
 import { loadConfig, memoryBound, PartitionFiles } from '../sink.ts';
-import { createBucket, createTopic, produceBacklog, root, deployedContainer, uniqueName } from '../test/helpers.ts';
+import { createBucket, createTopic, produceBacklog, root, deployedContainer, s3SinkConnector, uniqueName } from '../test/helpers.ts';
 
 const READINGS = Number(process.env.BENCH_READINGS ?? 1_000_000);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 180);
@@ -168,6 +173,7 @@ async function sinkCatchUp(): Promise<void> {
       S3_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'bench',
       AWS_SECRET_ACCESS_KEY: 'bench',
+      S3_PREFIX: 'sink-ts',
       HTTP_PORT: String(port),
       LOG_LEVEL: 'error',
       FILE_MAX_AGE_SECONDS: '1',
@@ -201,9 +207,74 @@ async function sinkCatchUp(): Promise<void> {
     say(`  sink peak RSS ${mib(peak)}; memoryBound() at these settings ${mib(memoryBound(loadConfig(env)))}`);
     const profile = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (profile) say(`  sink main thread: ${profileSummary(join(profDir, profile))}`);
+    say(
+      `connect: the same backlog through the Kafka Connect S3 sink in a Connect ${connectVersion} worker, a fresh one per run, JVM ${connectDistributedJvm.join(' ')} (as bin/connect-distributed.sh starts it)`,
+    );
+    for (const tasks of [1, 3]) await connectCatchUp(kafka.bootstrap, s3.endpoint, topic, tasks, { rate, peak });
   } finally {
     await s3.destroy();
     await kafka.destroy();
+  }
+}
+
+/**
+ * The JVM options a user starting Connect with Kafka's own scripts gets: KAFKA_HEAP_OPTS of
+ * bin/connect-distributed.sh and KAFKA_JVM_PERFORMANCE_OPTS of bin/kafka-run-class.sh.
+ */
+const connectDistributedJvm = [
+  '-Xms256M',
+  '-Xmx2G',
+  '-server',
+  '-XX:+UseG1GC',
+  '-XX:MaxGCPauseMillis=20',
+  '-XX:InitiatingHeapOccupancyPercent=35',
+  '-XX:+ExplicitGCInvokesConcurrent',
+  '-XX:MaxInlineLevel=15',
+];
+
+/** A line of the worker's log: its time ([yyyy-MM-dd HH:mm:ss,SSS], read as UTC: only differences count). */
+const logTime = (line: string) => Date.parse(`${line.slice(1, 24).replace(' ', 'T').replace(',', '.')}Z`);
+
+/**
+ * The connector catching up on the backlog in a fresh worker: from the first of its tasks' partitions
+ * assigned (the group joined, as for sink.ts) to the log line of the object that holds the last record.
+ */
+async function connectCatchUp(bootstrap: string, endpoint: string, topic: string, tasks: number, sink: { rate: number; peak: number }) {
+  const worker = await startConnect({
+    bootstrap,
+    env: { AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench' },
+    jvm: connectDistributedJvm,
+  });
+  try {
+    await sleep(5000); // started and joined its group: the idle worker's memory
+    const idle = status(worker.pid!, 'VmRSS');
+    const dlqTopic = `${topic}-connect-dlq-${tasks}`;
+    await createTopic(bootstrap, dlqTopic, 1);
+    const settings = { 'tasks.max': String(tasks), 's3.prefix': `connect-tasks-${tasks}` };
+    await worker.createConnector(uniqueName('bench'), s3SinkConnector(topic, dlqTopic, { endpoint, bucket: 'bench' }, settings));
+    let first = 0;
+    let done = 0;
+    for (const deadline = Date.now() + 600_000; !done;) {
+      if (Date.now() > deadline) throw new Error(`the connector did not write ${READINGS} records within 600 s`);
+      await sleep(250);
+      let written = 0;
+      for (const line of worker.log().split('\n')) {
+        if (!first && line.includes(' INFO partitions assigned: [')) first = logTime(line);
+        const m = / INFO object written: .* records=(\d+) /.exec(line);
+        if (m && (written += Number(m[1])) >= READINGS) {
+          done = logTime(line);
+          break;
+        }
+      }
+    }
+    const peak = status(worker.pid!, 'VmHWM');
+    const rate = READINGS / ((done - first) / 1000);
+    say(
+      `connect catch-up, tasks.max=${tasks}: ${READINGS} readings, ${Math.round(rate)} records/s into S3 (all in S3 after ${((done - first) / 1000).toFixed(1)} s from its partitions assigned, files closed 1 s after their last record); connector/sink = ${(rate / sink.rate).toFixed(2)}`,
+    );
+    say(`  worker peak RSS ${mib(peak)} (idle before the connector: ${mib(idle)}); sink peak RSS ${mib(sink.peak)}`);
+  } finally {
+    await worker.destroy();
   }
 }
 
@@ -303,7 +374,7 @@ function putsPer1000(): void {
   );
 }
 
-// BENCH_ONLY=puts|sink|sampler runs one part.
+// BENCH_ONLY=puts|sink|sampler runs one part (sink: sink.ts and the connector).
 const only = process.env.BENCH_ONLY;
 build();
 if (!only || only === 'puts') putsPer1000();
