@@ -131,6 +131,8 @@ export function brokerVolume(t: TestContext, broker: Obj, namespace: string): vo
       hostPath: { path: dir, type: 'Directory' },
     },
   };
+  // One left by an earlier test that failed before its claim went (its source cannot be changed).
+  kubectl(['delete', 'pv', name, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
   kubectl(['apply', '-f', '-'], { input: stringify(pv) });
   t.after(() => {
     kubectl(['delete', 'pv', name, '--ignore-not-found', '--wait=true', '--timeout=60s'], { allowFail: true });

@@ -188,4 +188,17 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
     }
     log('Prometheus: cpu-connect up, its connector and task running, records read');
   });
+
+  // The namespace goes, and the broker's claim with it: the next test's broker gets a fresh volume.
+  await t.test('delete -k: the namespace goes, with the broker claim in it', async () => {
+    const at = Date.now();
+    kubectl(['delete', '-k', dir, '--wait=true', '--timeout=240s'], { timeoutMs: 300_000 });
+    applied = false;
+    await eventually(
+      `namespace ${namespace} to be gone`,
+      () => kubectl(['get', 'namespace', namespace], { allowFail: true }).code !== 0,
+      180_000,
+    );
+    log(`deleted in ${seconds(at)} s`);
+  });
 });
