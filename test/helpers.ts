@@ -623,3 +623,25 @@ export function overlayWithConnect(dir: string, overlay: 'local' | 'eks'): strin
   writeFileSync(file, stringify(kustomization));
   return at;
 }
+
+/**
+ * The ACLs the broker's start script sets with the kafka-auth component (k8s/base/kafka: its `acl`
+ * calls), each as the arguments of kafka-acls.sh after --allow-principal: the user, then the
+ * operations and the resource. `vars` expands the script's "$ACL_*" words (the broker reads them
+ * from cpu-kafka-topics).
+ */
+export function brokerAcls(script: string, vars: Record<string, string>): string[][] {
+  const expand = (word: string) => word.replace(/^"?\$\{?(\w+)\}?"?$/, (_, v: string) => vars[v] ?? `<unset ${v}>`);
+  return script
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('acl '))
+    .map((l) =>
+      l
+        .split(/\s+/)
+        .slice(1)
+        .filter((w) => w !== '&&' && w !== '||')
+        .map(expand),
+    );
+}

@@ -11,9 +11,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
-import { chartTemplateArgs, root } from '../helpers.ts';
+import { brokerAcls, chartTemplateArgs, overlayWithConnect, root } from '../helpers.ts';
 
 function run(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
@@ -86,7 +88,7 @@ for (const [name, render] of renderings) {
     assert.deepEqual(props.get('super.users')?.split(';').sort(), ['User:ANONYMOUS', 'User:admin']);
   });
 
-  test(`${name}: the broker advertises SASL to clients and reads the three users' passwords from their Secrets, as files`, () => {
+  test(`${name}: the broker advertises SASL to clients and reads the users' passwords from their Secrets, as files`, () => {
     const objs = render();
     const pod = find(objs, 'StatefulSet', 'cpu-kafka').spec.template.spec;
     const kafka = pod.containers[0];
@@ -99,11 +101,17 @@ for (const [name, render] of renderings) {
     const volume = pod.volumes.find((v: any) => v.name === mount.name).projected;
     assert.equal(volume.defaultMode, 0o440, 'readable by the broker (fsGroup) and no one else');
     assert.deepEqual(
-      volume.sources.map((x: any) => [x.secret.name, x.secret.items.map((i: any) => `${i.key}->${i.path}`).join()]),
+      volume.sources.map((x: any) => [
+        x.secret.name,
+        x.secret.items.map((i: any) => `${i.key}->${i.path}`).join(),
+        x.secret.optional ?? false,
+      ]),
       [
-        ['cpu-kafka-admin', 'password->admin'],
-        ['cpu-kafka-sampler', 'password->sampler'],
-        ['cpu-kafka-sink', 'password->sink'],
+        ['cpu-kafka-admin', 'password->admin', false],
+        ['cpu-kafka-sampler', 'password->sampler', false],
+        ['cpu-kafka-sink', 'password->sink', false],
+        // Kafka Connect's user, where the connect component runs (and its Secret is).
+        ['cpu-kafka-connect', 'password->connect', true],
       ],
     );
     assert.equal(pod.securityContext.fsGroup, pod.securityContext.runAsGroup);
@@ -113,7 +121,10 @@ for (const [name, render] of renderings) {
       [],
     );
     const script: string = kafka.args[0];
-    assert.match(script, /for u in admin sampler sink; do/);
+    assert.match(
+      script,
+      /names="admin sampler sink"\n\s*\[ -f \/etc\/kafka-users\/connect \] && names="\$names connect"\n\s*for u in \$names; do/,
+    );
     assert.match(script, /kafka-configs\.sh --alter --entity-type users --entity-name "\$u" --add-config-file \/tmp\/kafka\/scram/);
     assert.match(script, /"\/opt\/kafka\/bin\/\$1" --bootstrap-server 127\.0\.0\.1:9094 /, 'on the INTERNAL listener');
     assert.doesNotMatch(script, /--add-config[ =]/);
@@ -161,19 +172,27 @@ for (const [name, render] of renderings) {
       'ConfigMap',
       find(objs, 'DaemonSet', 'cpu-sampler').spec.template.spec.containers[0].envFrom[0].configMapRef.name,
     ).data;
-    const script: string = kafka.args[0];
-    const expand = (word: string) => word.replace(/^"?\$\{?(\w+)\}?"?$/, (_, v: string) => vars[v] ?? `<unset ${v}>`);
-    const calls = (fn: string) =>
-      script
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l.startsWith(`${fn} `))
-        .map((l) => l.split(/\s+/).slice(1).map(expand));
-    // Each ACL as principal, operation, resource type, resource name.
-    const acls = calls('acl').flatMap((args) => {
+    // What the connect component's worker and connector Job use: the user connect's ACLs are on these.
+    const component = join(root, 'k8s/components/connect');
+    const worker = properties(readFileSync(join(component, 'worker.properties'), 'utf8'));
+    const connectorJob = parseDocument(readFileSync(join(component, 'connect-connector-job.yaml'), 'utf8')).toJS();
+    const connect = {
+      groupId: worker.get('group.id'),
+      topicPrefix: vars.ACL_CONNECT_TOPIC_PREFIX,
+      sinkGroupId: `connect-${env(connectorJob.spec.template.spec.containers[0], 'CONNECTOR').value}`,
+    };
+    assert.equal(vars.ACL_CONNECT_GROUP_ID, connect.groupId);
+    assert.equal(vars.ACL_CONNECT_SINK_GROUP_ID, connect.sinkGroupId);
+    for (const t of ['config', 'offset', 'status'])
+      assert.ok(worker.get(`${t}.storage.topic`)?.startsWith(connect.topicPrefix), `${t}.storage.topic starts with the ACL's prefix`);
+    // Each ACL as principal, operation, resource type, resource name (a prefix: `name*`).
+    const acls = brokerAcls(kafka.args[0], vars).flatMap((args) => {
       const value = (flag: string) => args.filter((_, i) => args[i - 1] === flag);
       const principal = `User:${args[0]}`;
-      const resources = ['--topic', '--group', '--cluster', '--transactional-id'].flatMap((f) => value(f).map((n) => `${f.slice(2)}:${n}`));
+      const prefixed = value('--resource-pattern-type')[0] === 'prefixed' ? '*' : '';
+      const resources = ['--topic', '--group', '--cluster', '--transactional-id'].flatMap((f) =>
+        value(f).map((n) => `${f.slice(2)}:${n}${prefixed}`),
+      );
       assert.equal(resources.length, 1, `one resource per ACL line: ${args.join(' ')}`);
       return value('--operation').map((op) => `${principal} ${op} ${resources[0]}`);
     });
@@ -187,9 +206,57 @@ for (const [name, render] of renderings) {
         `User:sink Read group:${sink.KAFKA_GROUP_ID}`,
         `User:sink Read topic:${sink.KAFKA_TOPIC}`,
         `User:sink Write topic:${sink.KAFKA_DLQ_TOPIC}`,
+        // Kafka Connect (the connect component), where the Secret cpu-kafka-connect is.
+        `User:connect Read group:${connect.groupId}`,
+        ...['Create', 'Describe', 'Read', 'Write'].map((op) => `User:connect ${op} topic:${connect.topicPrefix}*`),
+        `User:connect Read group:${connect.sinkGroupId}`,
+        `User:connect Describe topic:${sink.KAFKA_TOPIC}`,
+        `User:connect Read topic:${sink.KAFKA_TOPIC}`,
+        `User:connect Describe topic:${sink.KAFKA_DLQ_TOPIC}`,
+        `User:connect Write topic:${sink.KAFKA_DLQ_TOPIC}`,
       ].sort(),
     );
     assert.equal(sink.KAFKA_GROUP_ID, 'cpu-sink');
+  });
+}
+
+const withConnect: Array<[string, () => any[]]> = [
+  [
+    'the eks overlay with the connect component',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-auth-connect-'));
+      try {
+        return objects(run('kubectl', ['kustomize', overlayWithConnect(dir, 'eks')]));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  ],
+  ['the chart with kafkaConnect.enabled', () => chart(['kafkaConnect.enabled=true'])],
+];
+
+for (const [name, render] of withConnect) {
+  test(`${name}: the Connect worker logs in as connect, with cpu-sink's protocol and the password from its Secret only`, () => {
+    const objs = render();
+    const c = find(objs, 'Deployment', 'cpu-connect').spec.template.spec.containers[0];
+    const sink = find(objs, 'ConfigMap', 'cpu-sink');
+    assert.deepEqual(env(c, 'KAFKA_SECURITY_PROTOCOL').valueFrom.configMapKeyRef, {
+      name: sink.metadata.name,
+      key: 'KAFKA_CONFIG_SECURITY_PROTOCOL',
+      optional: true,
+    });
+    assert.equal(sink.data.KAFKA_CONFIG_SECURITY_PROTOCOL, 'SASL_PLAINTEXT');
+    assert.deepEqual(env(c, 'KAFKA_SASL_MECHANISM').valueFrom.configMapKeyRef.key, 'KAFKA_CONFIG_SASL_MECHANISMS');
+    assert.deepEqual(env(c, 'KAFKA_PASSWORD').valueFrom, { secretKeyRef: { name: 'cpu-kafka-connect', key: 'password', optional: true } });
+    assert.deepEqual(
+      c.env.filter((e: any) => e.value !== undefined && /PASSWORD|SASL/.test(e.name)),
+      [],
+      'no password written out',
+    );
+    assert.match(c.args[0], /username=\\"connect\\"/);
+    const broker = find(objs, 'StatefulSet', 'cpu-kafka').spec.template.spec;
+    const users = broker.volumes.find((v: any) => v.name === 'kafka-users').projected.sources.map((x: any) => x.secret.name);
+    assert.ok(users.includes('cpu-kafka-connect'), 'the broker reads its password');
   });
 }
 
@@ -236,7 +303,7 @@ for (const [name, render] of withoutAuth) {
   });
 }
 
-test("the chart makes the three users' Secrets with random passwords, or leaves them to you (kafkaAuth.createSecrets=false)", () => {
+test("the chart makes the users' Secrets with random passwords, or leaves them to you (kafkaAuth.createSecrets=false)", () => {
   const secrets = (objs: any[]) => objs.filter((o) => o.kind === 'Secret' && o.metadata.name.startsWith('cpu-kafka-'));
   const [a, b] = [secrets(chart()), secrets(chart())];
   assert.deepEqual(
@@ -250,6 +317,11 @@ test("the chart makes the three users' Secrets with random passwords, or leaves 
   // them on upgrade by reading them back; test/e2e/helm.e2e.ts checks that on the cluster).
   b.forEach((s, i) => assert.notEqual(s.data.password, a[i].data.password));
   assert.deepEqual(secrets(chart(['kafkaAuth.createSecrets=false'])), []);
+  // With Kafka Connect, its user's too.
+  assert.deepEqual(
+    secrets(chart(['kafkaConnect.enabled=true'])).map((s) => s.metadata.name),
+    ['cpu-kafka-admin', 'cpu-kafka-sampler', 'cpu-kafka-sink', 'cpu-kafka-connect'],
+  );
   // Other names and keys: the references and the Secrets follow.
   const renamed = chart(['secrets.cpuKafkaSink.name=my-sink', 'secrets.cpuKafkaSink.keys.password=pw']);
   assert.deepEqual(Object.keys(find(renamed, 'Secret', 'my-sink').data), ['pw']);
