@@ -108,6 +108,39 @@ export function withoutJobImage(manifests: string): string {
   return docs.map((d) => stringify(d)).join('---\n');
 }
 
+/**
+ * A ConfigMap that only copies another's settings (the connect component's cpu-connect-connector:
+ * cpu-sink's, so that kustomize names the connector Job after them) is left out, and the pods that
+ * read it read the original: the chart names its Jobs itself (jobsNamedByValues), and a copy would
+ * be a second set of values for the same settings.
+ */
+export function withoutConfigCopies(manifests: string): string {
+  const docs = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
+  const configMaps = docs.filter((d) => d.kind === 'ConfigMap' && Object.keys(d.data ?? {}).length > 0);
+  const copies = new Map<string, string>(); // copy -> original
+  const jobs = new Set(docs.filter((d) => d.kind === 'Job').map((d) => d.metadata.name));
+  for (const c of configMaps.filter((c) => jobs.has(c.metadata.name))) {
+    const original = configMaps.find((o) => o !== c && isDeepStrictEqual(o.data, c.data));
+    if (original) copies.set(c.metadata.name, original.metadata.name);
+  }
+  const refer = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(refer);
+    if (!v || typeof v !== 'object') return v;
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => {
+        const ref = x as { name?: string };
+        if (['configMap', 'configMapRef', 'configMapKeyRef'].includes(k) && copies.has(ref?.name ?? ''))
+          return [k, { ...ref, name: copies.get(ref.name!) }];
+        return [k, refer(x)];
+      }),
+    );
+  };
+  return docs
+    .filter((d) => !(d.kind === 'ConfigMap' && copies.has(d.metadata.name)))
+    .map((d) => stringify(refer(d)))
+    .join('---\n');
+}
+
 type Manifest = {
   kind: string;
   metadata: { name: string; annotations?: Record<string, string> };
@@ -132,6 +165,10 @@ const optionalComponents: Optional[] = [
   { component: 'monitoring-operator', value: 'monitoringOperator', labels: true },
   // On, as in the overlay; off for a cluster whose CNI does not enforce them, or with policies of its own.
   { component: 'network-policies', value: 'networkPolicies', on: true, kinds: ['NetworkPolicy'] },
+  // Kafka Connect instead of cpu-sink: what it removes (cpu-sink's objects, the other components'
+  // included) is behind `not` its value. Last, as a user adds it to an overlay: its patches see
+  // every object. Not `connect`: helmify names the worker's own values so.
+  { component: 'connect', value: 'kafkaConnect' },
 ];
 
 /**
@@ -156,7 +193,7 @@ function render(components: string[], without: string[]): string {
       ...components.map((c) => relative(dir, join(k8s, 'components', c))),
     ];
     writeFileSync(file, stringify(kustomization));
-    return withoutJobImage(withoutHashSuffixes(run('kubectl', ['kustomize', dir])));
+    return withoutConfigCopies(withoutJobImage(withoutHashSuffixes(run('kubectl', ['kustomize', dir]))));
   } finally {
     rmSync(copy, { recursive: true, force: true });
   }
@@ -164,29 +201,50 @@ function render(components: string[], without: string[]): string {
 
 /**
  * The overlay with every optional component, and which component made which object: the objects
- * its own rendering adds to the overlay's (kind/name -> component). A component that changed an
- * object of the overlay could not be switched off by leaving objects out: that stops here.
+ * its own rendering adds to the overlay's (kind/name -> component), and those it takes away
+ * (`removed`: the connect component's cpu-sink Deployment and Service, and the NetworkPolicy and
+ * PodMonitor of cpu-sink where those components are on). A component that changed an object of
+ * the overlay could not be switched off by leaving objects out: that stops here.
  */
-function withOptionalComponents(without: string[]): { manifests: string; owners: Map<string, Optional> } {
+function withOptionalComponents(without: string[]): { manifests: string; owners: Map<string, Optional>; removed: Map<string, Optional> } {
   const parse = (manifests: string) => parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
   const base = new Map(parse(render([], without)).map((o) => [objectKey(o), o]));
   const owners = new Map<string, Optional>();
+  const made = new Map<string, Manifest>(); // every object of the overlay or a component, by key
+  const removed = new Map<string, Optional>();
   for (const c of optionalComponents) {
-    for (const o of parse(render([c.component], without))) {
+    const objects = parse(render([c.component], without));
+    for (const o of objects) {
       const same = base.get(objectKey(o));
       if (!same) owners.set(objectKey(o), c);
       else if (!isDeepStrictEqual(o, same))
         throw new Error(`${c.component} changes ${objectKey(o)} of ${overlay}, which the chart cannot switch off; review scripts/chart.ts`);
+      made.set(objectKey(o), o);
     }
+    const kept = new Set(objects.map(objectKey));
+    for (const key of base.keys()) if (!kept.has(key)) removed.set(key, c);
   }
+  for (const [key, o] of base) made.set(key, o);
   const manifests = render(
     optionalComponents.map((c) => c.component),
     without,
   );
-  const all = parse(manifests).map(objectKey).sort();
-  if (!isDeepStrictEqual(all, [...base.keys(), ...owners.keys()].sort()))
+  const all = new Set(parse(manifests).map(objectKey));
+  // An object of one component that another removes: found by rendering the two together.
+  for (const key of [...owners.keys()].filter((k) => !all.has(k))) {
+    const owner = owners.get(key)!;
+    const by = optionalComponents.filter(
+      (c) => c !== owner && !parse(render([owner.component, c.component], without)).some((o) => objectKey(o) === key),
+    );
+    if (by.length !== 1) throw new Error(`${key} of ${owner.component} is removed by ${by.length} components; review scripts/chart.ts`);
+    removed.set(key, by[0]);
+  }
+  const expected = [...base.keys(), ...owners.keys()].filter((k) => !removed.has(k)).sort();
+  if (!isDeepStrictEqual([...all].sort(), expected))
     throw new Error(`the optional components together make other objects than each alone; review scripts/chart.ts`);
-  return { manifests, owners };
+  // The removed objects too: the chart has them, for when what removes them is off.
+  const gone = [...removed.keys()].map((k) => stringify(made.get(k)));
+  return { manifests: [manifests.trimEnd(), ...gone].join('\n---\n'), owners, removed };
 }
 
 const enabled = (c: Optional) => `.Values.${c.value}.enabled`;
@@ -400,7 +458,9 @@ function configChecksums(chart: string): void {
   }
   editObjects(chart, (text, path) => {
     if (!/^kind: (Deployment|DaemonSet|StatefulSet)$/m.test(text)) return text;
-    const read = [...text.matchAll(/(?:configMapRef|configMap):\n\s+name: ([\w-]+)/g)].map((m) => m[1]).filter((n) => configMaps.has(n));
+    const read = [...text.matchAll(/(?:configMapRef|configMap):\n\s+name: ([\w-]+)|configMapKeyRef:\n\s+key: \S+\n\s+name: ([\w-]+)/g)]
+      .map((m) => m[1] ?? m[2])
+      .filter((n) => configMaps.has(n));
     if (read.length === 0) return text;
     const template = text.indexOf('\n  template:\n    metadata:\n');
     const spec = text.indexOf('\n    spec:\n', template);
@@ -589,11 +649,15 @@ function componentFiles(chart: string, objects: Manifest[], owners: Map<string, 
       for (const key of keys) {
         const file = `files/${o.metadata.name}/${key}`;
         const line = new RegExp(`^  ${key.replace(/\./g, '\\.')}: \\{\\{ \\.Values\\.([\\w.]+) \\| toYaml \\| indent 1\\s+\\}\\}$`, 'm');
+        // A value, or (a .properties file helmify cannot parse: comments) the text as it is.
+        const literal = new RegExp(`^  ${key.replace(/\./g, '\\.')}: \\|[-+]?\n(?:(?: {4}[^\n]*)?\n)*(?: {4}[^\n]*)?`, 'm');
         const value = line.exec(text)?.[1];
-        if (!value) throw new Error(`${path}: helmify wrote ${key} of ConfigMap ${o.metadata.name} otherwise; review scripts/chart.ts`);
-        text = text.replace(line, `  ${key}: {{ .Files.Get "${file}" | toYaml | indent 1 }}`);
+        if (!value && !literal.test(text))
+          throw new Error(`${path}: helmify wrote ${key} of ConfigMap ${o.metadata.name} otherwise; review scripts/chart.ts`);
+        const get = `  ${key}: {{ .Files.Get "${file}" | toYaml | indent 1 }}`;
+        text = value ? text.replace(line, get) : text.replace(literal, (m) => (m.endsWith('\n') ? `${get}\n` : get));
         files.set(file, o.data![key]);
-        values.push(value);
+        if (value) values.push(value);
       }
       return text;
     });
@@ -630,12 +694,15 @@ function componentFiles(chart: string, objects: Manifest[], owners: Map<string, 
  * added to their own labels where the component has them; the values, off by default. A template
  * file of one component's objects is wrapped as a whole. Objects in a file with others (helmify
  * groups by kind and by name: the PodMonitor cpu-sink in sink.yaml) move to
- * templates/<component>.yaml, so that the overlay's files, which the config checksums hash,
- * render the same whether a component is on or not.
+ * templates/<component>.yaml (<component>-objects.yaml where helmify wrote that file), so that the overlay's files, which the config checksums hash,
+ * render the same whether a component is on or not. The objects a component removes (the
+ * connect component: cpu-sink's Deployment, Service and NetworkPolicy) move to
+ * templates/without-<component>.yaml, inside `{{- if not .Values.<value>.enabled }}`.
  */
-function componentsBehindValues(chart: string, owners: Map<string, Optional>): void {
+function componentsBehindValues(chart: string, owners: Map<string, Optional>, removed: Map<string, Optional>): void {
   const found = new Set<string>();
   const moved = new Map<Optional, string[]>(); // component -> its objects from files shared with others
+  const replaced = new Map<Optional, string[]>(); // component -> the objects it removes
   const labelled = (text: string, c: Optional, path: string) => {
     if (!c.labels) return text;
     const include = '  {{- include "cpu-pipeline.labels" . | nindent 4 }}\n';
@@ -656,13 +723,25 @@ function componentsBehindValues(chart: string, owners: Map<string, Optional>): v
   };
   for (const { path, text } of templateFiles(chart)) {
     const objects = text.split('\n---\n').map((o) => {
-      const key = `${/^kind: (\S+)$/m.exec(o)?.[1]}/${/^metadata:\n  name: (\S+)$/m.exec(o)?.[1]}`;
-      return { text: o, key, owner: owners.get(key) };
+      // A Job's name ends in a hash of the values (jobsNamedByValues).
+      const key = `${/^kind: (\S+)$/m.exec(o)?.[1]}/${/^metadata:\n  name: ([\w.-]+?)(?:-\{\{[^\n]*\}\})?$/m.exec(o)?.[1]}`;
+      return { text: o, key, owner: owners.get(key), remover: removed.get(key) };
     });
-    const owned = objects.filter((o) => o.owner);
-    if (owned.length === 0) continue;
+    for (const o of objects.filter((o) => o.remover && !o.owner)) {
+      found.add(o.key);
+      replaced.set(o.remover!, [...(replaced.get(o.remover!) ?? []), o.text]);
+    }
+    // An object of one component that another removes: inside an `if not` of that one, inside its own.
+    const owned = objects
+      .filter((o) => o.owner)
+      .map((o) => (o.remover ? { ...o, text: `{{- if not ${enabled(o.remover)} }}\n${o.text.trimEnd()}\n{{- end }}` } : o));
+    if (owned.length === 0) {
+      const kept = objects.filter((o) => !o.remover).map((o) => o.text);
+      if (kept.length < objects.length) kept.length ? writeFileSync(path, `${kept.join('\n---\n').trimEnd()}\n`) : rmSync(path);
+      continue;
+    }
     for (const o of owned) found.add(o.key);
-    const others = objects.filter((o) => !o.owner).map((o) => o.text);
+    const others = objects.filter((o) => !o.owner && !o.remover).map((o) => o.text);
     const [c] = owned.map((o) => o.owner!);
     if (others.length === 0 && owned.every((o) => o.owner === c)) {
       const texts = owned.map((o) => o.text);
@@ -670,14 +749,25 @@ function componentsBehindValues(chart: string, owners: Map<string, Optional>): v
       continue;
     }
     for (const o of owned) moved.set(o.owner!, [...(moved.get(o.owner!) ?? []), o.text]);
-    writeFileSync(path, `${others.join('\n---\n').trimEnd()}\n`);
+    if (others.length) writeFileSync(path, `${others.join('\n---\n').trimEnd()}\n`);
+    else rmSync(path);
   }
   for (const [c, objects] of moved) {
-    const path = join(chart, 'templates', `${c.component}.yaml`);
-    if (existsSync(path)) throw new Error(`helmify wrote ${path} itself; review scripts/chart.ts`);
-    writeFileSync(path, wrap(objects, c, path));
+    // helmify's own <component>.yaml (the connect component's ConfigMap, Service and
+    // NetworkPolicy) stays as it is: a pod's config checksum must not hash its own file.
+    const [path, alt] = [`${c.component}.yaml`, `${c.component}-objects.yaml`].map((f) => join(chart, 'templates', f));
+    const to = existsSync(path) ? alt : path;
+    if (existsSync(to)) throw new Error(`helmify wrote ${to} itself; review scripts/chart.ts`);
+    writeFileSync(to, wrap(objects, c, to));
   }
-  const missed = [...owners.keys()].filter((k) => !k.startsWith('ServiceAccount/') && !found.has(k));
+  // What a component takes away, where it is off: templates/without-<component>.yaml.
+  for (const [c, objects] of replaced) {
+    const path = join(chart, 'templates', `without-${c.component}.yaml`);
+    if (existsSync(path)) throw new Error(`helmify wrote ${path} itself; review scripts/chart.ts`);
+    const body = objects.map((o) => gated(o, c)).join('\n---\n');
+    writeFileSync(path, `{{- if not ${enabled(c)} }}\n${body.trimEnd()}\n{{- end }}\n`);
+  }
+  const missed = [...owners.keys(), ...removed.keys()].filter((k) => !k.startsWith('ServiceAccount/') && !found.has(k));
   if (missed.length) throw new Error(`not found in the templates: ${missed.join(', ')}; review scripts/chart.ts`);
   editValues(chart, (values) => {
     for (const c of optionalComponents) {
@@ -764,7 +854,7 @@ function switchBehindValue(on: string, off: string, s: Switch): void {
 
 /** The chart of the overlay without the components `without`, generated and repaired in a temporary folder. */
 function generate(without: string[]): string {
-  const { manifests, owners } = withOptionalComponents(without);
+  const { manifests, owners, removed } = withOptionalComponents(without);
   const objects = parseAllDocuments(manifests).map((d) => d.toJS() as Manifest);
   const target = join(mkdtempSync(join(tmpdir(), 'cpu-pipeline-chart-')), 'cpu-pipeline');
   run(tool('helmify'), ['-original-name', target], manifests);
@@ -778,7 +868,7 @@ function generate(without: string[]): string {
   storageClassesAsValues(target, objects);
   projectImageAsValue(target);
   withoutClusterDomain(target);
-  componentsBehindValues(target, owners);
+  componentsBehindValues(target, owners, removed);
   configChecksums(target);
   podSettingsAsValues(target);
   return target;

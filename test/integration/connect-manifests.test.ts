@@ -12,8 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parseDocument, stringify } from 'yaml';
-import { kubeconformArgs, tool } from '../../scripts/k8s-tools.ts';
-import { overlayWithConnect, root } from '../helpers.ts';
+import { kubeconformArgs, kubernetesVersion, tool } from '../../scripts/k8s-tools.ts';
+import { chartTemplateArgs, overlayWithConnect, root } from '../helpers.ts';
 import { allowed as isAllowed, type Address, type Cluster, type Pod } from '../network-policy.ts';
 
 function run(cmd: string, args: string[], input?: string) {
@@ -148,4 +148,79 @@ test("NetworkPolicies: the worker reaches the broker, S3 and DNS; its API only f
   assert.ok(!allowed(sampler, worker, 8083), 'not even the sampler');
   assert.ok(!allowed(job, broker, 9092), 'the Job talks to the worker only');
   assert.ok(!allowed(worker, aws, 80), 'no plain HTTP out');
+});
+
+// ---------------------------------------------------------------- the chart, kafkaConnect.enabled
+
+const chart = (values: string[] = []) => {
+  const r = run(tool('helm'), [...chartTemplateArgs(values), '--kube-version', kubernetesVersion]);
+  assert.equal(r.code, 0, r.err);
+  return r.out;
+};
+/** kind/name, without kustomize's hash suffix or the hash of the values that names the chart's Jobs. */
+const keys = (objs: any[]) => objs.map((o) => `${o.kind}/${o.metadata.name.replace(/-[a-z0-9]{10}$/, '')}`).sort();
+
+test('with kafkaConnect.enabled the chart has the objects of the eks overlay with the connect component, and the same worker', () => {
+  for (const values of [[], ['kafkaAuth.enabled=false']]) {
+    const objs = objectsOf(chart(['kafkaConnect.enabled=true', ...values]));
+    const overlay = objectsOf(render('eks'));
+    // Only the chart's own: the `helm test` pod and its policies, the Kafka users' Secrets; the
+    // overlay's copy of the sink's settings for the connector Job, which the chart's reads directly.
+    const own = (k: string) => /^(Pod|NetworkPolicy)\/cpu-(pipeline-test|connect-from-test)$|^Secret\/cpu-kafka-/.test(k);
+    // (kafka-auth adds no objects of its own to the overlay: the same with kafkaAuth.enabled=false.)
+    const expected = keys(overlay).filter((k) => k !== 'ConfigMap/cpu-connect-connector');
+    assert.deepEqual(
+      keys(objs).filter((k) => !own(k)),
+      expected,
+      values.join() || 'defaults',
+    );
+    const worker = find(objs, 'Deployment', 'cpu-connect').spec.template.spec;
+    const kustomized = find(overlay, 'Deployment', 'cpu-connect').spec.template.spec;
+    assert.equal(worker.containers[0].args[0], kustomized.containers[0].args[0], 'the same start script');
+    assert.deepEqual(
+      worker.containers[0].env.map((e: any) => e.name),
+      kustomized.containers[0].env.map((e: any) => e.name),
+    );
+    for (const file of ['worker.properties', 'log4j2.properties', 'jmx-exporter.yaml'])
+      assert.equal(
+        find(objs, 'ConfigMap', 'cpu-connect').data[file],
+        find(overlay, 'ConfigMap', 'cpu-connect').data[file],
+        `${file}, byte for byte`,
+      );
+    const job = find(objs, 'Job', 'cpu-connect-connector').spec.template.spec.containers[0];
+    assert.equal(job.args[0], find(overlay, 'Job', 'cpu-connect-connector').spec.template.spec.containers[0].args[0]);
+    assert.deepEqual(job.envFrom, [{ configMapRef: { name: 'cpu-sink' } }], "the connector's settings are the sink's");
+  }
+});
+
+test('by default the chart runs cpu-sink and nothing of Kafka Connect; with kafkaConnect.enabled no cpu-sink pods, Service, policy or PodMonitor', () => {
+  const names = (values: string[]) => keys(objectsOf(chart(values)));
+  const off = names(['monitoringOperator.enabled=true']);
+  assert.ok(off.includes('Deployment/cpu-sink') && off.includes('Service/cpu-sink') && off.includes('PodMonitor/cpu-sink'));
+  assert.deepEqual(
+    off.filter((k) => k.includes('connect')),
+    [],
+  );
+  const on = names(['monitoringOperator.enabled=true', 'kafkaConnect.enabled=true']);
+  assert.deepEqual(
+    on.filter((k) => k.includes('cpu-sink')),
+    ['ConfigMap/cpu-sink', 'ServiceAccount/cpu-sink'],
+    "the sink's settings (the connector's) and its account (the worker's) stay",
+  );
+});
+
+test('with kafkaConnect.enabled the chart is valid (kubeconform, strict) and kube-score clean, with and without its options', () => {
+  for (const values of [[], ['kafkaAuth.enabled=false', 'monitoring.enabled=true']]) {
+    const yaml = chart(['kafkaConnect.enabled=true', ...values]);
+    const valid = run(tool('kubeconform'), kubeconformArgs(), yaml);
+    assert.equal(valid.code, 0, valid.out + valid.err);
+    assert.match(valid.out, /Invalid: 0, Errors: 0, Skipped: 0/);
+    const ignored = ['container-security-context-user-group-id', 'container-image-pull-policy']; // as test/integration/k8s.test.ts
+    const score = run(tool('kube-score'), ['score', '-', '-o', 'ci', '--ignore-test', ignored.join(',')], yaml);
+    assert.deepEqual(
+      score.out.split('\n').filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l)),
+      [],
+      values.join(),
+    );
+  }
 });

@@ -389,9 +389,22 @@ test('the chart has a helm test: a restricted, non-root pod with an image of the
   assert.ok(sinkService, 'the sink has a Service');
   assert.ok(script.includes(`${sinkService.metadata.name}.default.svc/${sinkService.spec.ports[0].port}`), 'the test reaches the sink');
   assert.match(script, /\/readyz/);
+  // With Kafka Connect instead: the worker's REST API, through its Service, for the connector the Job puts on.
+  const connect = chartObjects({ 'kafkaConnect.enabled': 'true' });
+  const withConnect = connect.find((o) => o.metadata.annotations?.['helm.sh/hook'] === 'test').spec.containers[0].args.join(' ');
+  const worker = connect.find((o) => o.kind === 'Service' && o.spec.selector['app.kubernetes.io/name'] === 'cpu-connect');
+  const rest = worker.spec.ports.find((p: any) => p.name === 'rest' || p.port === 8083);
+  assert.ok(withConnect.includes(`${worker.metadata.name}.default.svc/${rest.port}`), 'the test reaches the worker');
+  const connector = chartFind(
+    connect,
+    'Job',
+    connect.find((o) => o.metadata.name.startsWith('cpu-connect-connector-')).metadata.name,
+  ).spec.template.spec.containers[0].env.find((e: any) => e.name === 'CONNECTOR').value;
+  assert.ok(withConnect.includes(`/connectors/${connector}/status`), 'and asks for the status of the connector the Job puts on');
+  assert.doesNotMatch(withConnect, /readyz/);
 });
 
-test('the chart has NOTES that say what was installed, how the sink gets credentials and how to check it, monitoring included', () => {
+test('the chart has NOTES that say what was installed, how the sink gets credentials and how to check it, monitoring and Kafka Connect included', () => {
   // helm renders NOTES.txt only on install (which needs a cluster): a copy of the chart renders
   // the same text offline, as a named template inside a ConfigMap.
   const dir = mkdtempSync(join(tmpdir(), 'cpu-pipeline-notes-'));
@@ -431,6 +444,10 @@ test('the chart has NOTES that say what was installed, how the sink gets credent
     const monitoring = notes({ 'monitoring.enabled': 'true', 'monitoringOperator.enabled': 'true' });
     assert.match(monitoring, /port-forward svc\/cpu-prometheus 9090/, 'NOTES say how to reach the Prometheus');
     assert.match(monitoring, /get podmonitors,prometheusrules/, 'and how to see the operator objects');
+    const connect = notes({ 'kafkaConnect.enabled': 'true', 'monitoringOperator.enabled': 'true' });
+    assert.match(connect, /Deployment cpu-connect +Kafka Connect instead of cpu-sink/);
+    assert.match(connect, /the connector and its task are RUNNING/);
+    assert.doesNotMatch(connect, /Deployment cpu-sink|cpu-sink-\*|deploy\/cpu-sink|cpu-sampler, cpu-sink/, 'no cpu-sink to look for');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
