@@ -202,6 +202,36 @@ export function readBucket(namespace: string, sink: Obj): { endpoint: string; bu
   return bucket;
 }
 
+// Lists and reads the bucket from inside the S3 server's own pod (moto, with its boto3), on loopback:
+// a reader independent of the connector, and no NetworkPolicy in the way.
+const serverBucketScript = `
+import boto3, gzip, json, sys
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
+                  aws_access_key_id="local", aws_secret_access_key="local")
+out = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2] + "/"):
+    for o in page.get("Contents", []):
+        got = s3.get_object(Bucket=sys.argv[1], Key=o["Key"])
+        body = got["Body"].read()
+        text = gzip.decompress(body) if o["Key"].endswith(".gz") else body
+        out.append({"key": o["Key"], "lastModified": o["LastModified"].isoformat(), "metadata": got["Metadata"], "text": text.decode()})
+print(json.dumps(out))
+`;
+
+/**
+ * Every object under <prefix>/ in a bucket of the local overlay's S3 server, oldest first, read
+ * inside the server's pod (deploy/s3): for when no sink pod runs (Kafka Connect instead).
+ */
+export function readBucketOnServer(namespace: string, bucket: string, prefix: string): S3Object[] {
+  // moto's own Python (the image made by scripts/cluster/images/moto has it in a venv; the official one on PATH).
+  const python = 'for p in /opt/moto/bin/python3 python3; do command -v "$p" >/dev/null && exec "$p" -c "$0" "$@"; done; exit 127';
+  const args = ['sh', '-c', python, serverBucketScript, bucket, prefix];
+  const r = kubectl(['-n', namespace, 'exec', 'deploy/s3', '--', ...args], { timeoutMs: 60_000 });
+  return (JSON.parse(r.out.trim().split('\n').at(-1)!) as S3Object[]).sort(
+    (a, b) => Date.parse(a.lastModified) - Date.parse(b.lastModified),
+  );
+}
+
 /**
  * Runs a one-off Kafka client as a Job with the opt-in label the broker's NetworkPolicy accepts
  * from any namespace (`cpu-pipeline.io/kafka-client`, k8s/components/network-policies): restricted
@@ -255,6 +285,23 @@ export function clientJob(opts: {
   const log = kubectl(['-n', opts.namespace, 'logs', `job/${opts.name}`], { allowFail: true }).out;
   kubectl(['-n', opts.namespace, 'delete', 'job', opts.name, '--wait=false'], { allowFail: true });
   return { completed: done.code === 0, log };
+}
+
+/**
+ * No more readings: the sampler's pods go (SIGTERM: each flushes what it holds) by a node selector
+ * no node has; resolves once none is left. Then the topic holds all there will be.
+ */
+export async function stopSampler(namespace: string, sampler: Obj): Promise<void> {
+  const patch = { spec: { template: { spec: { nodeSelector: { 'cpu-pipeline.e2e/no-node': 'true' } } } } };
+  kubectl(['-n', namespace, 'patch', 'daemonset', sampler.metadata.name, '--type=merge', '-p', JSON.stringify(patch)]);
+  const selector = Object.entries(sampler.spec.selector.matchLabels as Record<string, string>)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  await eventually(
+    'the sampler pods to be gone',
+    () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', selector]).items as Obj[]).length === 0,
+    120_000,
+  );
 }
 
 /**

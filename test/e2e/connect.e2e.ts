@@ -26,30 +26,16 @@ import {
   linesOf,
   log,
   parseYaml,
+  readBucketOnServer,
   readTopic,
   seconds,
+  stopSampler,
   theNode,
   validReading,
   waitReady,
   type Obj,
   type S3Object,
 } from './cluster.ts';
-
-// Lists and reads the bucket from inside the S3 server's own pod (moto, with its boto3), on loopback:
-// a reader independent of the connector, and no NetworkPolicy in the way.
-const bucketScript = `
-import boto3, gzip, json, sys
-s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
-                  aws_access_key_id="local", aws_secret_access_key="local")
-out = []
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2] + "/"):
-    for o in page.get("Contents", []):
-        got = s3.get_object(Bucket=sys.argv[1], Key=o["Key"])
-        body = got["Body"].read()
-        text = gzip.decompress(body) if o["Key"].endswith(".gz") else body
-        out.append({"key": o["Key"], "lastModified": o["LastModified"].isoformat(), "metadata": got["Metadata"], "text": text.decode()})
-print(json.dumps(out))
-`;
 
 test('the connect component on a real cluster: readings in S3 through Kafka Connect', { timeout: 30 * 60_000 }, async (t) => {
   const nodeName = theNode();
@@ -89,15 +75,7 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
     assert.match(said, /connector cpu-s3-sink and its task are running/);
   });
 
-  const bucket = (): S3Object[] => {
-    // moto's own Python (the image made by scripts/cluster/images/moto has it in a venv; the official one on PATH).
-    const python = 'for p in /opt/moto/bin/python3 python3; do command -v "$p" >/dev/null && exec "$p" -c "$0" "$@"; done; exit 127';
-    const args = ['sh', '-c', python, bucketScript, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX];
-    const r = kubectl(['-n', namespace, 'exec', 'deploy/s3', '--', ...args], { timeoutMs: 60_000 });
-    return (JSON.parse(r.out.trim().split('\n').at(-1)!) as S3Object[]).sort(
-      (a, b) => Date.parse(a.lastModified) - Date.parse(b.lastModified),
-    );
-  };
+  const bucket = (): S3Object[] => readBucketOnServer(namespace, sinkSettings.S3_BUCKET, sinkSettings.S3_PREFIX);
 
   await t.test("readings in S3 through the connector: sink.ts's keys and metadata, valid, from this node", async () => {
     const objects = await eventually('two objects in the bucket', () => bucket().length >= 2 && bucket(), 180_000, 5000);
@@ -139,21 +117,7 @@ test('the connect component on a real cluster: readings in S3 through Kafka Conn
       // until its files' age has passed a few times to write what is left.
       at = Date.now();
       const sampler = workloads.find((o) => o.kind === 'DaemonSet')!;
-      kubectl([
-        '-n',
-        namespace,
-        'patch',
-        'daemonset',
-        sampler.metadata.name,
-        '--type=merge',
-        '-p',
-        '{"spec":{"template":{"spec":{"nodeSelector":{"cpu-pipeline.e2e/no-node":"true"}}}}}',
-      ]);
-      await eventually(
-        'the sampler pod to be gone',
-        () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/name=cpu-sampler']).items as Obj[]).length === 0,
-        120_000,
-      );
+      await stopSampler(namespace, sampler);
       const inTopic = readTopic(namespace, broker, sinkSettings.KAFKA_TOPIC);
       assert.ok(inTopic.length > 0, 'the topic holds readings');
       const check = await eventually(

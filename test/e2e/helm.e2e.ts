@@ -6,6 +6,10 @@
  *   - `helm test` passes (the broker answers on its Service, the sink's /readyz is 200);
  *   - `helm upgrade` with a changed setting: the sink's pod rolls and runs with the new value, the
  *     topic Job (named after the values) runs again, readings keep arriving;
+ *   - `helm upgrade --set kafkaConnect.enabled=true`: Kafka Connect takes over from cpu-sink (no
+ *     sink pod left), logs in as the user connect (its Secret made by the chart, set by the broker),
+ *     writes the readings under the same keys, `helm test` checks it; with the sampler stopped,
+ *     every reading of the topic is in S3 exactly once, cpu-sink's files and Connect's together;
  *   - `helm uninstall`: nothing of the release is left but the broker's volume claim, as documented.
  *   - Kafka authentication (on by default, with the chart's generated Secrets): the broker sets the
  *     users and ACLs, the apps deliver as sampler and sink, and a client pod with no credentials,
@@ -28,6 +32,7 @@ import {
   brokerVolume,
   clientJob,
   eventually,
+  exactlyOnce,
   kubectl,
   kubectlJson,
   linesOf,
@@ -35,7 +40,10 @@ import {
   parseYaml,
   parts,
   readBucket,
+  readBucketOnServer,
+  readTopic,
   seconds,
+  stopSampler,
   theNode,
   validReading,
   waitReady,
@@ -187,7 +195,7 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
       const usersSet = await eventually(
         'the broker has set the users and their ACLs',
         () =>
-          /kafka-auth: the passwords of admin, sampler and sink and their ACLs are set/.test(
+          /kafka-auth: the passwords of the users \(admin sampler sink\) and their ACLs are set/.test(
             kubectl(['-n', namespace, 'logs', broker, '-c', 'kafka']).out,
           ),
         120_000,
@@ -324,6 +332,93 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
     assert.deepEqual(passwords(), kept, 'the upgrade kept the passwords the broker knows');
     log(`upgraded in ${seconds(at)} s: sink pod ${before.join(',')} -> ${after.join(',')}, files after 5 s, topic Job made again`);
   });
+
+  await t.test(
+    'helm upgrade with kafkaConnect.enabled: Kafka Connect takes over from cpu-sink, logged in as connect; helm test passes; every reading in S3 exactly once',
+    async () => {
+      const upgraded = { ...values, 'sink.fileMaxAgeSeconds': '5' };
+      const withConnect = parseYaml(
+        helm(['template', release, chart, '-n', namespace, ...set(upgraded), '--set', 'kafkaConnect.enabled=true']),
+      );
+      const connectorJob = withConnect.find((o) => o.kind === 'Job' && o.metadata.name.startsWith('cpu-connect-connector-'))!;
+      const worker = withConnect.find((o) => o.kind === 'Deployment' && o.metadata.name === 'cpu-connect')!;
+      assert.ok(connectorJob && worker, 'the chart has the worker and the connector Job');
+      // The worker's way to the S3 server in this namespace, as cpu-sink's above (chart/README.md).
+      kubectl(['apply', '-f', '-'], {
+        input: stringify({
+          ...sinkToServer,
+          metadata: { name: 'cpu-connect-to-s3', namespace },
+          spec: { ...sinkToServer.spec, podSelector: { matchLabels: worker.spec.selector.matchLabels } },
+        }),
+      });
+      const from = {
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'cpu-connect', 'app.kubernetes.io/part-of': 'cpu-pipeline' } },
+      };
+      kubectl([
+        '-n',
+        namespace,
+        'patch',
+        'networkpolicy',
+        's3',
+        '--type=json',
+        '-p',
+        JSON.stringify([{ op: 'add', path: '/spec/ingress/0/from/-', value: from }]),
+      ]);
+      const bucket = () => readBucketOnServer(namespace, p.sinkEnv.S3_BUCKET, p.sinkEnv.S3_PREFIX);
+      const before = bucket().length;
+      const at = Date.now();
+      helm([
+        'upgrade',
+        release,
+        chart,
+        '-n',
+        namespace,
+        '--wait',
+        '--timeout',
+        '10m',
+        ...set(upgraded),
+        '--set',
+        'kafkaConnect.enabled=true',
+      ]);
+      kubectl(['-n', namespace, 'wait', '--for=condition=Complete', `job/${connectorJob.metadata.name}`, '--timeout=400s'], {
+        timeoutMs: 420_000,
+      });
+      log(
+        `connector Job: ${kubectl(['-n', namespace, 'logs', `job/${connectorJob.metadata.name}`])
+          .out.trim()
+          .split('\n')
+          .join(' | ')}`,
+      );
+      assert.equal(kubectl(['-n', namespace, 'get', 'deployment', p.sink.metadata.name], { allowFail: true }).code, 1, 'no cpu-sink');
+      const broker = `${p.broker.metadata.name}-0`;
+      assert.match(
+        kubectl(['-n', namespace, 'logs', broker, '-c', 'kafka']).out,
+        /kafka-auth: the passwords of the users \(admin sampler sink connect\) and their ACLs are set/,
+        "the broker set the connect user from the chart's new Secret",
+      );
+      await eventually('a new object from Kafka Connect', () => bucket().length > before, 180_000, 5000);
+      log(`Kafka Connect instead of cpu-sink, writing ${seconds(at)} s after helm upgrade began`);
+
+      const tested = helm(['test', release, '-n', namespace, '--timeout', '5m']);
+      assert.match(tested, /Phase:\s+Succeeded/);
+      // The worker started from the topic's first reading, on what cpu-sink had written: the same
+      // keys, so nothing twice. The sampler stopped, every reading of the topic is in S3 once.
+      await stopSampler(namespace, p.sampler);
+      const inTopic = readTopic(namespace, p.broker, p.samplerEnv.KAFKA_TOPIC);
+      const check = await eventually(
+        'every reading of the topic in S3',
+        () => {
+          const c = exactlyOnce(inTopic, bucket());
+          return c.missing === 0 && c;
+        },
+        180_000,
+        5000,
+      );
+      log(`after the switch to Kafka Connect: ${JSON.stringify(check)}`);
+      const { missing, duplicated, unexpected, overlaps } = check;
+      assert.deepEqual({ missing, duplicated, unexpected, overlaps }, { missing: 0, duplicated: 0, unexpected: 0, overlaps: 0 });
+    },
+  );
 
   await t.test("helm uninstall leaves nothing of the release but the broker's volume claim", async () => {
     helm(['uninstall', release, '-n', namespace, '--wait', '--timeout', '5m']);

@@ -41,6 +41,7 @@ import {
   readBucket,
   readTopic,
   seconds,
+  stopSampler,
   theNode,
   validReading,
   waitReady,
@@ -263,21 +264,7 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
 
     // No more readings: the sampler's pod goes (SIGTERM: it flushes what it holds), then the sink
     // has until its files' age has passed twice to write what is left.
-    kubectl([
-      '-n',
-      namespace,
-      'patch',
-      'daemonset',
-      p.sampler.metadata.name,
-      '--type=merge',
-      '-p',
-      '{"spec":{"template":{"spec":{"nodeSelector":{"cpu-pipeline.e2e/no-node":"true"}}}}}',
-    ]);
-    await eventually(
-      'the sampler pod to be gone',
-      () => (kubectlJson(['-n', namespace, 'get', 'pods', '-l', selector(p.sampler)]).items as Obj[]).length === 0,
-      120_000,
-    );
+    await stopSampler(namespace, p.sampler);
     const inTopic = readTopic(namespace, p.broker, topic);
     assert.ok(inTopic.length > 0, 'the topic holds readings');
     const check = await eventually(
