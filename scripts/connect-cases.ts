@@ -10,31 +10,16 @@
  *
  *   node --import tsx scripts/connect-cases.ts     # writes the file anew from sink.ts
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { checkRecord, loadConfig, objectKey, timePartition } from '../sink.ts';
 
-export const casesFile = join(
-  resolve(dirname(fileURLToPath(import.meta.url)), '..'),
-  'connect',
-  'src',
-  'test',
-  'resources',
-  'sink-ts-cases.json',
-);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const casesFile = join(root, 'connect', 'src', 'test', 'resources', 'sink-ts-cases.json');
 
-const valid = {
-  schema_version: 1,
-  window_start: '2026-11-27T05:59:00.000Z',
-  window_end: '2026-11-27T06:00:00.000Z',
-  window_seconds: 60,
-  node: 'ip-10-0-1-23.eu-west-1.compute.internal',
-  pod: 'cpu-sampler-7d9f8-x2k4q',
-  namespace: 'monitoring',
-  host: { cores: 2, busy_percent: 45, user_percent: 30, system_percent: 15, iowait_percent: 5, steal_percent: 0, idle_percent: 50 },
-  container: { cgroup_version: 2, cpu_percent: 50, cores_used: 0.25, limit_cores: 0.5, relative_to: 'limit' },
-};
+/** A valid v1 reading (test/fixtures/reading-v1.json, as the sink's unit tests use it). */
+const valid = JSON.parse(readFileSync(join(root, 'test', 'fixtures', 'reading-v1.json'), 'utf8')) as Record<string, unknown>;
 const text = JSON.stringify(valid);
 const json = (v: unknown) => JSON.stringify(v);
 const withField = (path: string[], value: unknown) => {

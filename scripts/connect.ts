@@ -3,9 +3,9 @@
  * (connect/), for tests and for trying the connector on one machine.
  *
  * Why: the connector is only worth trusting inside the runtime that will run it, so tests start
- * Apache Kafka's own worker (connect-runtime from Maven Central, pinned in scripts/connect/pom.xml,
- * cached in .cache/connect/<version>/) with the plugin built from connect/ by Maven, and talk to
- * it through its REST API as an operator would.
+ * Apache Kafka's own worker (connect-runtime, among the jars scripts/kafka.ts fetches from Maven
+ * Central for the broker: one pinned Kafka version, one download) with the plugin built from
+ * connect/ by Maven, and talk to it through its REST API as an operator would.
  *
  *   node --import tsx scripts/connect.ts --fetch   # only download the worker and build the plugin (CI)
  *
@@ -26,17 +26,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freePort } from './kafka.ts';
+import { fetchKafka, freePort, kafkaVersion } from './kafka.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
-const pom = join(here, 'connect', 'pom.xml');
-
-/** The Kafka version of the worker, as pinned in its pom. */
-export const connectVersion = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(pom, 'utf8'))![1];
-const libs = join(root, '.cache', 'connect', connectVersion, 'libs');
-const fetched = join(libs, '.complete');
-/** The folder a worker's plugin.path points at: connect/'s Maven build puts the plugin there. */
+/** The Kafka version of the worker: the broker's (scripts/kafka/pom.xml). */
+export const connectVersion = kafkaVersion;
 export const pluginPath = join(root, 'connect', 'target', 'plugin');
 export const connectorClass = 'io.cpupipeline.connect.S3SinkConnector';
 
@@ -46,17 +41,8 @@ function mvn(args: string[], what: string): void {
   if (r.status !== 0) throw new Error(`${what} with Maven failed (exit ${r.status})`);
 }
 
-/** Downloads the worker's jars into the cache once; returns the folder that holds them. */
-export function fetchConnect(): string {
-  if (existsSync(fetched)) return libs;
-  rmSync(libs, { recursive: true, force: true });
-  mvn(
-    ['-f', pom, 'dependency:copy-dependencies', `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'],
-    `downloading Kafka Connect ${connectVersion}`,
-  );
-  writeFileSync(fetched, `${new Date().toISOString()}\n`);
-  return libs;
-}
+/** The worker's jars: the broker's, which include connect-runtime and connect-json. */
+export const fetchConnect = fetchKafka;
 
 /** Builds the connector (connect/, unit tests left to `mvn -f connect/pom.xml test`); returns the plugin.path folder. */
 export function buildConnectorPlugin(): string {

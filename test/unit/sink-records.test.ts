@@ -18,17 +18,7 @@ import {
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
 
 /** A valid v1 message, as the sampler would produce it for a minute ending at 06:00 UTC. */
-const valid = {
-  schema_version: 1,
-  window_start: '2026-11-27T05:59:00.000Z',
-  window_end: '2026-11-27T06:00:00.000Z',
-  window_seconds: 60,
-  node: 'ip-10-0-1-23.eu-west-1.compute.internal',
-  pod: 'cpu-sampler-7d9f8-x2k4q',
-  namespace: 'monitoring',
-  host: { cores: 2, busy_percent: 45, user_percent: 30, system_percent: 15, iowait_percent: 5, steal_percent: 0, idle_percent: 50 },
-  container: { cgroup_version: 2, cpu_percent: 50, cores_used: 0.25, limit_cores: 0.5, relative_to: 'limit' },
-};
+const valid = JSON.parse(fixture('reading-v1.json'));
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const maxBytes = 65_536;
