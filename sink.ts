@@ -74,6 +74,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import ajvFormats from 'ajv-formats';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import schema from './schema/cpu-reading.v1.schema.json' with { type: 'json' };
+import podSchema from './schema/cpu-pod-reading.v1.schema.json' with { type: 'json' };
 // prettier-ignore
 import {
   anyBrokerReachable, checkBrokers, checkKafkaConf, checkPassthrough, checkTopic, configOrExit, connectWithRetry, envReader, KafkaAccess,
@@ -241,6 +242,7 @@ export function memoryBound(config: SinkConfig): number {
 const ajv = new Ajv2020({ allErrors: false, strict: true });
 ajvFormats.default(ajv);
 const validReading = ajv.compile(schema);
+const validPodReading = ajv.compile(podSchema);
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export const deadLetterReasons = ['empty', 'oversize', 'not-json', 'duplicate-key', 'not-object', 'schema-version', 'schema'] as const;
@@ -308,8 +310,10 @@ export function checkRecord(value: Buffer | null, maxBytes: number): Checked {
   }
   const version = (parsed as { schema_version?: unknown }).schema_version;
   if (version !== 1) return { ok: false, reason: 'schema-version', detail: `schema_version ${JSON.stringify(version)} is not 1` };
-  if (!validReading(parsed)) {
-    const e = validReading.errors?.[0];
+  // A node's reading has no kind; a pod's says so (schema/cpu-pod-reading.v1.schema.json).
+  const valid = (parsed as { kind?: unknown }).kind === 'pod' ? validPodReading : validReading;
+  if (!valid(parsed)) {
+    const e = valid.errors?.[0];
     return { ok: false, reason: 'schema', detail: `${e?.instancePath || '/'} ${e?.message ?? 'invalid'}` };
   }
   const {

@@ -517,3 +517,34 @@ test('timePartition has no place for text that is not an RFC 3339 time', () => {
   assert.equal(timePartition('yesterday'), undefined);
   assert.equal(timePartition('2026-11-27T05:59:00'), undefined);
 });
+
+// ---------------------------------------------------------------- pod readings (schema/cpu-pod-reading.v1.schema.json)
+
+const pod = JSON.parse(fixture('pod-reading-v1.json'));
+
+test("checkRecord accepts a pod's reading beside the node's, filed by its window_start under its node", () => {
+  const result = checkRecord(json(pod), maxBytes);
+  assert.ok(result.ok, JSON.stringify(result));
+  assert.equal(result.hour, 'dt=2026-11-27/hour=05');
+  assert.equal(result.node, pod.node);
+  // A pod that could not be named is reported by UID, with null name and namespace.
+  assert.ok(checkRecord(json({ ...pod, pod: null, namespace: null }), maxBytes).ok);
+  // Throttling, a limit and its share, as the sampler reports them where the cgroup has them.
+  assert.ok(checkRecord(json({ ...pod, limit_cores: 0.5, limit_percent: 2.46, throttled_seconds: 1.5 }), maxBytes).ok);
+});
+
+test('checkRecord sends a pod reading that breaks its schema to the dead letters, by what is wrong', () => {
+  const reason = (v: unknown) => {
+    const r = checkRecord(json(v), maxBytes);
+    return r.ok ? 'ok' : `${r.reason}: ${r.detail}`;
+  };
+  const { pod_uid: _uid, ...noUid } = pod;
+  assert.match(reason(noUid), /^schema: \/ must have required property 'pod_uid'/);
+  assert.match(reason({ ...pod, pod_uid: 'not-a-uid' }), /^schema: \/pod_uid must match pattern/);
+  assert.match(reason({ ...pod, qos_class: 'Gold' }), /^schema: \/qos_class must be equal to one of the allowed values/);
+  assert.match(reason({ ...pod, cores_used: -1 }), /^schema: \/cores_used must be >= 0/);
+  assert.match(reason({ ...pod, kind: 'container' }), /^schema: /, 'another kind is a node reading with a field too many');
+  assert.match(reason({ ...pod, schema_version: 2 }), /^schema-version: /);
+  // A node reading with a pod's fields is neither.
+  assert.match(reason({ ...valid, pod_uid: pod.pod_uid }), /^schema: \/ must NOT have additional properties/);
+});
