@@ -14,6 +14,11 @@
  *     limit from cpu.cfs_quota_us / cpu.cfs_period_us. Relative to the limit when there is one,
  *     to the host's cores otherwise (`relative_to` says which). Absent, with the reason, when there
  *     is no cgroup CPU accounting (macOS).
+ *   - every pod on the node (HOST_CGROUP_ROOT): the kubelet's pod cgroups (v2 and v1, systemd and
+ *     cgroupfs drivers; the same with containerd and CRI-O): cores used over the window from the
+ *     usage counter, the limit from the quota, throttled time; names, namespaces and requests from
+ *     the Kubernetes API (list pods on this node), by UID where it cannot say. One message per pod
+ *     (schema/cpu-pod-reading.v1.schema.json), after the node's reading of the same window.
  *   - A counter that went backwards (restart, reboot) or a zero-length window skips that reading.
  *   - Each reading is one JSON message (schema/cpu-reading.v1.schema.json), keyed by the node name
  *     so one source stays ordered in one partition. The producer is idempotent with acks=all; while
@@ -35,6 +40,9 @@
  *   SHUTDOWN_TIMEOUT_SECONDS [20]         hard deadline for a stop (keep it below the pod's grace period)
  *   NODE_NAME, POD_NAME, POD_NAMESPACE    from the Downward API; the hostname (and "") otherwise
  *   PROC_ROOT [/proc], CGROUP_ROOT [/sys/fs/cgroup]   where to read the counters
+ *   HOST_CGROUP_ROOT []                   the host's cgroup mount: every pod's CPU from the kubelet's pod
+ *                                         cgroups (empty: no pod readings; the DaemonSet mounts /sys/fs/cgroup)
+ *   POD_READINGS_QUEUE_MAX [30000]        pods' readings that may wait for the broker (apart from the node's)
  *   LOG_LEVEL [info]                      debug, info, warn or error
  *
  * Run: `npx tsx sampler.ts` (or `npm run sampler`). A bad setting prints the variable, the value and
@@ -42,7 +50,8 @@
  * producer, disconnect, exit 0 (1 if readings could not be delivered in time, 143/130 past the
  * deadline).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -65,6 +74,8 @@ export interface SamplerConfig extends CommonConfig {
   namespace: string;
   procRoot: string;
   cgroupRoot: string;
+  hostCgroupRoot: string;
+  podQueueMax: number;
 }
 
 /** Every setting, parsed and checked in one place. Throws one ConfigError naming each bad one. */
@@ -90,6 +101,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     namespace: env.POD_NAMESPACE?.trim() ?? '',
     procRoot: e.string('PROC_ROOT', '/proc'),
     cgroupRoot: e.string('CGROUP_ROOT', '/sys/fs/cgroup'),
+    hostCgroupRoot: e.string('HOST_CGROUP_ROOT', '', (v) =>
+      v === '' || existsSync(v) ? undefined : "an existing folder: the host's cgroup mount (or empty)",
+    ),
+    podQueueMax: e.number('POD_READINGS_QUEUE_MAX', 30_000, { min: 1, max: 10_000_000, integer: true }),
     logLevel: e.choice('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
   };
   e.done();
@@ -275,6 +290,371 @@ export function containerCpu(a: CgroupSample, b: CgroupSample, elapsedSeconds: n
   };
 }
 
+// ---------------------------------------------------------------- every pod on the node (the kubelet's pod cgroups)
+
+export type QosClass = 'Guaranteed' | 'Burstable' | 'BestEffort';
+
+/** One pod's cgroup: v2, one folder; v1, the cpuacct folder (usage) and the cpu folder (limit, throttling). */
+export interface PodCgroup {
+  uid: string;
+  qos: QosClass;
+  version: 1 | 2;
+  dir: string;
+  cpuDir: string;
+}
+
+// The kubelet names a pod's cgroup after its UID: pod<uid> (cgroupfs driver), or
+// <parent>-pod<uid with _ for ->.slice (systemd driver), the same with containerd and CRI-O (whose
+// own cgroups, cri-containerd-<id>.scope, crio-<id>.scope, <id>, are the containers', inside).
+// A static pod's UID is a hash (32 hex digits); its mirror pod in the API carries it as the
+// annotation kubernetes.io/config.mirror.
+const podCgroupName =
+  /^(?:[\w-]*-)?pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}|[0-9a-f]{32})(?:\.slice)?$/;
+// The kubelet's root of pod cgroups: kubepods (cgroupfs), kubepods.slice (systemd), or
+// <cgroup-root>-kubepods.slice under a --cgroup-root (kind: kubelet.slice/kubelet-kubepods.slice).
+const kubepodsName = /^(?:kubepods|(?:[\w-]+-)?kubepods\.slice)$/;
+
+const qosOf = (parent: string): QosClass =>
+  /besteffort/.test(parent) ? 'BestEffort' : /burstable/.test(parent) ? 'Burstable' : 'Guaranteed';
+
+/** The kubepods folders under a hierarchy's root, at most `depth` levels down (not below one). */
+export function kubepodsDirs(root: string, fs: { dirs: (p: string) => string[] } = diskFs, depth = 3): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, left: number) => {
+    for (const name of fs.dirs(dir)) {
+      if (kubepodsName.test(name)) found.push(join(dir, name));
+      else if (left > 1) walk(join(dir, name), left - 1);
+    }
+  };
+  walk(root, depth);
+  return found;
+}
+
+/** Pod folders of a kubepods folder: pods of the Guaranteed class right in it, the others one level down, in their class's folder. */
+export function podsUnder(
+  kubepods: string,
+  fs: { dirs: (p: string) => string[] } = diskFs,
+): Array<{ uid: string; qos: QosClass; rel: string }> {
+  const pods: Array<{ uid: string; qos: QosClass; rel: string }> = [];
+  for (const name of fs.dirs(kubepods)) {
+    const m = podCgroupName.exec(name);
+    if (m) pods.push({ uid: m[1].replaceAll('_', '-'), qos: 'Guaranteed', rel: name });
+    else if (/besteffort|burstable/.test(name))
+      for (const child of fs.dirs(join(kubepods, name))) {
+        const c = podCgroupName.exec(child);
+        if (c) pods.push({ uid: c[1].replaceAll('_', '-'), qos: qosOf(name), rel: join(name, child) });
+      }
+  }
+  return pods;
+}
+
+const diskFs = {
+  dirs: (p: string) => {
+    try {
+      return readdirSync(p, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      return [];
+    }
+  },
+};
+
+/**
+ * Where the pods' cgroups are, from the host's cgroup mount (HOST_CGROUP_ROOT): cgroup v2 when it
+ * has cgroup.controllers; v1's cpuacct hierarchy (cpuacct, cpu,cpuacct or cpuacct,cpu) otherwise,
+ * with the cpu hierarchy beside it for limits and throttling. Found again at every reading: pods come and go.
+ */
+export function findPodCgroups(
+  root: string,
+  fs: { dirs: (p: string) => string[]; exists: (p: string) => boolean } = { ...diskFs, exists: existsSync },
+): PodCgroup[] {
+  if (fs.exists(join(root, 'cgroup.controllers'))) {
+    return kubepodsDirs(root, fs).flatMap((k) =>
+      podsUnder(k, fs).map((p) => ({ ...p, version: 2 as const, dir: join(k, p.rel), cpuDir: join(k, p.rel) })),
+    );
+  }
+  const mount = (names: string[]) => names.map((n) => join(root, n)).find((d) => fs.exists(d));
+  const acct = mount(['cpuacct', 'cpu,cpuacct', 'cpuacct,cpu']);
+  const cpu = mount(['cpu', 'cpu,cpuacct', 'cpuacct,cpu']) ?? acct;
+  if (!acct || !cpu) return [];
+  return kubepodsDirs(acct, fs).flatMap((k) =>
+    podsUnder(k, fs).map((p) => {
+      const rel = join(k.slice(acct.length), p.rel);
+      return { uid: p.uid, qos: p.qos, version: 1 as const, dir: join(acct, rel), cpuDir: join(cpu, rel) };
+    }),
+  );
+}
+
+/** A pod's cumulative counters, in microseconds; its limit in cores (undefined: none). */
+export interface PodSample {
+  usageUsec: number;
+  throttledUsec: number | undefined;
+  limitCores: number | undefined;
+}
+
+/** A cgroup's counters: v2 cpu.stat (usage_usec, throttled_usec) and cpu.max; v1 cpuacct.usage (ns), cpu.stat throttled_time (ns) and the CFS quota. */
+export function readPodSample(c: PodCgroup, read: (p: string) => string | undefined = readIfThere): PodSample | undefined {
+  if (c.version === 2) {
+    const stat = read(join(c.dir, 'cpu.stat'));
+    if (stat === undefined) return undefined;
+    const { usageUsec, limitCores } = parseCgroupV2(stat, read(join(c.dir, 'cpu.max')));
+    const throttled = /^throttled_usec\s+(\d+)/m.exec(stat);
+    return { usageUsec, limitCores, throttledUsec: throttled ? Number(throttled[1]) : undefined };
+  }
+  const usage = read(join(c.dir, 'cpuacct.usage'));
+  if (usage === undefined) return undefined;
+  const { usageUsec, limitCores } = parseCgroupV1(
+    usage,
+    read(join(c.cpuDir, 'cpu.cfs_quota_us')),
+    read(join(c.cpuDir, 'cpu.cfs_period_us')),
+  );
+  const throttled = /^throttled_time\s+(\d+)/m.exec(read(join(c.cpuDir, 'cpu.stat')) ?? '');
+  return { usageUsec, limitCores, throttledUsec: throttled ? Number(throttled[1]) / 1000 : undefined };
+}
+
+function readIfThere(p: string): string | undefined {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return undefined; // a pod that went between the listing and the read
+  }
+}
+
+/** What the Kubernetes API says of a pod: its name, namespace and CPU request in cores. */
+export interface PodInfo {
+  name: string;
+  namespace: string;
+  requestCores: number | undefined;
+}
+
+/** A CPU quantity ("250m", "0.5", "2", "1500000000n") in cores; undefined when it is not one. */
+export function cpuCores(quantity: string | number | undefined): number | undefined {
+  if (typeof quantity === 'number') return quantity;
+  const m = /^(\d+(?:\.\d+)?|\.\d+)(n|u|m|k)?$/.exec(quantity?.trim() ?? '');
+  if (!m) return undefined;
+  const per: Record<string, number> = { n: 1e9, u: 1e6, m: 1e3 }; // a division is exact where a product by 1e-6 is not
+  return m[2] === 'k' ? Number(m[1]) * 1000 : Number(m[1]) / (m[2] ? per[m[2]] : 1);
+}
+
+type ApiContainer = { resources?: { requests?: Record<string, string> }; restartPolicy?: string };
+type ApiPod = {
+  metadata: { uid: string; name: string; namespace: string; annotations?: Record<string, string> };
+  spec?: {
+    containers?: ApiContainer[];
+    initContainers?: ApiContainer[];
+    overhead?: Record<string, string>;
+    resources?: { requests?: Record<string, string> };
+  };
+};
+
+/**
+ * A pod's CPU request as the scheduler counts it: the pod-level request where set; otherwise the
+ * containers' and sidecars' (init containers that keep running) sum, or the largest one-off init
+ * container if that is more; plus the runtime's overhead. Undefined: no request at all.
+ */
+export function podRequestCores(spec: ApiPod['spec']): number | undefined {
+  const req = (c: { resources?: { requests?: Record<string, string> } } | undefined) => cpuCores(c?.resources?.requests?.cpu) ?? 0;
+  const inits = spec?.initContainers ?? [];
+  const sidecars = inits.filter((c) => c.restartPolicy === 'Always');
+  const running = [...(spec?.containers ?? []), ...sidecars].reduce((n, c) => n + req(c), 0);
+  const oneOff = Math.max(0, ...inits.filter((c) => c.restartPolicy !== 'Always').map(req));
+  const total = (req(spec) || Math.max(running, oneOff)) + (cpuCores(spec?.overhead?.cpu) ?? 0);
+  return total > 0 ? round(total, 9) : undefined;
+}
+
+/** The pods of a PodList (GET /api/v1/pods), by the UID of their cgroup (a static pod's: its mirror's annotation). */
+export function podInfos(list: { items?: ApiPod[] }): Map<string, PodInfo> {
+  return new Map(
+    (list.items ?? []).map((p) => [
+      p.metadata.annotations?.['kubernetes.io/config.mirror'] ?? p.metadata.uid,
+      { name: p.metadata.name, namespace: p.metadata.namespace, requestCores: podRequestCores(p.spec) },
+    ]),
+  );
+}
+
+/** The service account's files in a pod (the in-cluster way to the API server). */
+const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * The pods on this node, from the Kubernetes API as the sampler's service account: GET
+ * /api/v1/pods?fieldSelector=spec.nodeName=<node>. The least the API offers for names and
+ * requests (RBAC: list on pods, read only); the kubelet's own /pods would need nodes/proxy,
+ * which also reaches exec. Undefined outside a cluster (no KUBERNETES_SERVICE_HOST or no token):
+ * pods are then reported by UID. The token is read at every call: the kubelet rotates it.
+ */
+export function kubernetesPods(
+  env: Record<string, string | undefined>,
+  dir = serviceAccountDir,
+): ((node: string) => Promise<Map<string, PodInfo>>) | undefined {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  if (!host || !existsSync(join(dir, 'token'))) return undefined;
+  const ca = readIfThere(join(dir, 'ca.crt'));
+  return (node) =>
+    new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        {
+          host,
+          port: Number(env.KUBERNETES_SERVICE_PORT ?? 443),
+          path: `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${node}`)}`,
+          headers: { authorization: `Bearer ${readFileSync(join(dir, 'token'), 'utf8').trim()}`, accept: 'application/json' },
+          ca,
+          timeout: 10_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${body.slice(0, 200)}`));
+            try {
+              resolve(podInfos(JSON.parse(body)));
+            } catch (err) {
+              reject(err);
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
+      req.on('error', reject);
+      req.end();
+    });
+}
+
+export interface PodReading {
+  kind: 'pod';
+  schema_version: 1;
+  window_start: string;
+  window_end: string;
+  window_seconds: number;
+  node: string;
+  pod_uid: string;
+  pod: string | null;
+  namespace: string | null;
+  qos_class: QosClass;
+  cgroup_version: 1 | 2;
+  cores_used: number;
+  request_cores: number | null;
+  limit_cores: number | null;
+  request_percent: number | null;
+  limit_percent: number | null;
+  throttled_seconds: number | null;
+}
+
+/**
+ * The reading of each pod seen at both ends of a window (schema/cpu-pod-reading.v1.schema.json):
+ * a pod that started during the window has no baseline and is read from the next one on; one whose
+ * counter went backwards (a new cgroup under the same UID) is skipped this once.
+ */
+export function podReadings(
+  a: Map<string, PodSample>,
+  b: Map<string, PodSample>,
+  cgroups: Map<string, PodCgroup>,
+  info: (uid: string) => PodInfo | undefined,
+  window: { start: string; end: string; seconds: number },
+  node: string,
+): PodReading[] {
+  const out: PodReading[] = [];
+  for (const [uid, end] of b) {
+    const start = a.get(uid);
+    const c = cgroups.get(uid);
+    if (!start || !c || end.usageUsec < start.usageUsec || !(window.seconds > 0)) continue;
+    const cores = (end.usageUsec - start.usageUsec) / 1e6 / window.seconds;
+    const pod = info(uid);
+    const request = pod?.requestCores;
+    const limit = end.limitCores;
+    const throttled =
+      end.throttledUsec !== undefined && start.throttledUsec !== undefined ? end.throttledUsec - start.throttledUsec : undefined;
+    out.push({
+      kind: 'pod',
+      schema_version: 1,
+      window_start: window.start,
+      window_end: window.end,
+      window_seconds: window.seconds,
+      node,
+      pod_uid: uid,
+      pod: pod?.name ?? null,
+      namespace: pod?.namespace ?? null,
+      qos_class: c.qos,
+      cgroup_version: c.version,
+      cores_used: round(cores, 4),
+      request_cores: request === undefined ? null : round(request, 4),
+      limit_cores: limit === undefined ? null : round(limit, 4),
+      request_percent: request === undefined ? null : round((100 * cores) / request),
+      limit_percent: limit === undefined ? null : round((100 * cores) / limit),
+      throttled_seconds: throttled === undefined || throttled < 0 ? null : round(throttled / 1e6),
+    });
+  }
+  return out;
+}
+
+export interface PodWatchOptions {
+  /** The host's cgroup mount (HOST_CGROUP_ROOT). */
+  root: string;
+  node: string;
+  /** The pods on a node from the Kubernetes API (kubernetesPods); none: pods reported by UID. */
+  list: ((node: string) => Promise<Map<string, PodInfo>>) | undefined;
+  log: Logger;
+  /** The sampling interval. */
+  everyMs: number;
+}
+
+/**
+ * The pods of this node at each boundary (HOST_CGROUP_ROOT): their cgroups' counters, and their
+ * names and requests from the Kubernetes API, asked again when a pod it has not named shows up
+ * (at most once every half interval), so that a new pod is named from its first reading on.
+ */
+export class PodWatch {
+  #cgroups = new Map<string, PodCgroup>();
+  #names = new Map<string, PodInfo>();
+  #askedAt = -Infinity;
+  #failing: string | undefined;
+
+  readonly #o: PodWatchOptions;
+
+  constructor(o: PodWatchOptions) {
+    this.#o = o;
+  }
+
+  /** The pods' counters now, read beside the node's own snapshot. */
+  take(): Map<string, PodSample> {
+    const samples = new Map<string, PodSample>();
+    const cgroups = new Map<string, PodCgroup>();
+    for (const c of findPodCgroups(this.#o.root)) {
+      const sample = readPodSample(c);
+      if (!sample) continue;
+      samples.set(c.uid, sample);
+      cgroups.set(c.uid, c);
+    }
+    this.#cgroups = cgroups;
+    return samples;
+  }
+
+  /** The readings of the window between two takes; the API asked first where a pod is new to it. */
+  async readings(a: Map<string, PodSample>, b: Map<string, PodSample>, window: { start: string; end: string; seconds: number }) {
+    if (this.#o.list && [...b.keys()].some((uid) => !this.#names.has(uid)) && Date.now() - this.#askedAt >= this.#o.everyMs / 2)
+      await this.#ask(b);
+    const readings = podReadings(a, b, this.#cgroups, (uid) => this.#names.get(uid), window, this.#o.node);
+    return { readings, unnamed: readings.filter((r) => r.pod === null).length };
+  }
+
+  async #ask(now: Map<string, PodSample>): Promise<void> {
+    this.#askedAt = Date.now();
+    try {
+      const listed = await this.#o.list!(this.#o.node);
+      // A pod the API no longer lists (deleted, its cgroup not yet gone) keeps the name it had.
+      this.#names = new Map([...[...this.#names].filter(([uid]) => now.has(uid)), ...listed]);
+      if (this.#failing) this.#o.log.info('pods named by the Kubernetes API again', { pods: listed.size });
+      this.#failing = undefined;
+    } catch (err) {
+      const error = (err as Error).message;
+      if (this.#failing !== error) this.#o.log.warn('the Kubernetes API did not list the pods: they are reported by UID', { error });
+      this.#failing = error;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- snapshots
 
 interface Snapshot {
@@ -375,10 +755,14 @@ export function buildReading(
   return { reading };
 }
 
-/** The Kafka message for a reading: keyed by node (one source, one partition, in order). */
-export function encodeReading(r: Reading): { key: string; value: string; headers: Record<string, string> } {
+/** What goes to the topic: a node's reading, or a pod's. */
+export type Message = Reading | PodReading;
+const kindOf = (r: Message) => ('kind' in r ? r.kind : 'node');
+
+/** The Kafka message for a reading: keyed by node (one source, one partition, in order; a pod's with its node's). */
+export function encodeReading(r: Message): { key: string; value: string; headers: Record<string, string> } {
   return {
-    key: r.node || r.pod,
+    key: r.node || ('pod_uid' in r ? r.pod_uid : r.pod),
     value: JSON.stringify(r),
     headers: { 'content-type': 'application/json', 'schema-version': String(r.schema_version) },
   };
@@ -463,16 +847,46 @@ function samplerMetrics(registry: Registry) {
       registers: r,
     }),
   };
+  const pods = {
+    taken: new Counter({ name: 'sampler_pod_readings_taken_total', help: "Pods' readings computed from two snapshots", registers: r }),
+    produced: new Counter({
+      name: 'sampler_pod_readings_produced_total',
+      help: "Pods' readings whose delivery the broker confirmed",
+      registers: r,
+    }),
+    failed: new Counter({
+      name: 'sampler_pod_readings_failed_total',
+      help: "Pods' readings that could not be delivered (queue full, waited too long, stopped)",
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    pending: new Gauge({
+      name: 'sampler_pod_readings_pending',
+      help: "Pods' readings taken but not yet confirmed by the broker",
+      registers: r,
+    }),
+    seen: new Gauge({ name: 'sampler_pods', help: 'Pods whose cgroups were found on the node at the last reading', registers: r }),
+    unnamed: new Gauge({
+      name: 'sampler_pods_unnamed',
+      help: 'Pods of the last reading reported by UID only (the Kubernetes API did not name them)',
+      registers: r,
+    }),
+  };
   // Every reason from the start, at 0: a rate over a series that appears only at the first loss sees nothing.
-  for (const reason of ['queue_full', 'timeout', 'error', 'stopped']) m.failed.inc({ reason }, 0);
-  return m;
+  for (const reason of ['queue_full', 'timeout', 'error', 'stopped']) {
+    m.failed.inc({ reason }, 0);
+    pods.failed.inc({ reason }, 0);
+  }
+  return { ...m, pods, byKind: { node: m, pod: pods } };
 }
 type Metrics = ReturnType<typeof samplerMetrics>;
 
 /**
  * Gets readings to the broker: an idempotent producer (acks=all, librdkafka retries until
  * message.timeout.ms) with a bounded queue, and before the first connection an outbox here with
- * the same bound. Readings stay counted as pending until the broker confirms them.
+ * the same bounds. Readings stay counted as pending until the broker confirms them. Nodes' and
+ * pods' readings are bounded apart (READINGS_QUEUE_MAX, POD_READINGS_QUEUE_MAX): a node's hundred
+ * pods must not push its own readings out while the broker is away.
  * A producer that hits a fatal error (an idempotent producer the broker will not give a producer
  * id, e.g. a user without the ACL to write) is done for good, and one the broker refuses (no ACL
  * for the topic) would fail every reading: either way its readings go back to the outbox, and
@@ -480,9 +894,10 @@ type Metrics = ReturnType<typeof samplerMetrics>;
  */
 class Delivery {
   #producer: KafkaJS.Producer | undefined; // the one that connected
-  #outbox: Reading[] = []; // readings taken while no producer is connected
-  #inFlight = new Map<number, number>(); // id -> time taken (ms), until delivery is confirmed
+  #outbox: Message[] = []; // readings taken while no producer is connected
+  #inFlight = new Map<number, { at: number; kind: 'node' | 'pod' }>(); // id -> when taken (ms), until delivery is confirmed
   #nextId = 0;
+  #podsDropped = 0;
   #stopping = false;
   readonly #config: SamplerConfig;
   readonly #log: Logger;
@@ -500,29 +915,49 @@ class Delivery {
     this.#kafka = kafkaClient(config, log, 'producer', access);
   }
 
-  pending(): number {
-    return this.#outbox.length + this.#inFlight.size;
+  /** Readings not yet confirmed, of one kind or of both. */
+  pending(kind?: 'node' | 'pod'): number {
+    const outbox = kind ? this.#outbox.filter((r) => kindOf(r) === kind).length : this.#outbox.length;
+    const inFlight = kind ? [...this.#inFlight.values()].filter((x) => x.kind === kind).length : this.#inFlight.size;
+    return outbox + inFlight;
   }
 
   /** How long the reading that has waited longest for the broker has waited, in ms (0: none). */
   oldestWaitMs(): number {
-    return this.#inFlight.size ? Date.now() - Math.min(...this.#inFlight.values()) : 0;
+    return this.#inFlight.size ? Date.now() - Math.min(...[...this.#inFlight.values()].map((x) => x.at)) : 0;
   }
 
-  enqueue(reading: Reading): void {
-    if (this.#producer) this.#send(reading);
-    else {
-      if (this.#outbox.length >= this.#config.queueMax) {
-        const dropped = this.#outbox.shift()!;
-        this.#m.failed.inc({ reason: 'queue_full' });
-        this.#log.error('reading dropped: queue full while Kafka is unreachable', {
-          window_end: dropped.window_end,
-          queue_max: this.#config.queueMax,
-        });
+  enqueue(reading: Message): void {
+    const kind = kindOf(reading);
+    const max = kind === 'pod' ? this.#config.podQueueMax : this.#config.queueMax;
+    if (this.#producer) {
+      // librdkafka's queue holds both bounds together; pods' readings past theirs are dropped here.
+      if (kind === 'pod' && this.pending('pod') >= max) this.#dropped(reading, max);
+      else this.#send(reading);
+    } else {
+      if (this.pending(kind) >= max) {
+        const oldest = this.#outbox.findIndex((r) => kindOf(r) === kind);
+        this.#dropped(this.#outbox.splice(oldest, 1)[0], max);
       }
       this.#outbox.push(reading);
     }
-    this.#m.pending.set(this.pending());
+    this.#setPending();
+  }
+
+  #dropped(reading: Message, max: number): void {
+    const kind = kindOf(reading);
+    this.#m.byKind[kind].failed.inc({ reason: 'queue_full' });
+    // A line per node reading; pods' are counted in the metric, with a line at the first of every 10000.
+    if (kind === 'node' || this.#podsDropped++ % 10_000 === 0)
+      this.#log.error(`${kind === 'node' ? 'reading' : "pods' readings"} dropped: queue full while Kafka is unreachable`, {
+        window_end: reading.window_end,
+        queue_max: max,
+      });
+  }
+
+  #setPending(): void {
+    this.#m.byKind.node.pending.set(this.pending('node'));
+    this.#m.byKind.pod.pending.set(this.pending('pod'));
   }
 
   /** One connection attempt with a new producer (a producer whose connect() failed cannot retry). */
@@ -539,8 +974,8 @@ class Delivery {
     for (const r of this.#outbox.splice(0)) this.#send(r);
   }
 
-  /** Flushes what the producer holds within the time given; returns how many were not delivered. */
-  async stop(flushMs: number): Promise<number> {
+  /** Flushes what the producer holds within the time given; returns how many of each kind were not delivered. */
+  async stop(flushMs: number): Promise<{ node: number; pod: number }> {
     this.#stopping = true;
     const p = this.#producer;
     if (p) {
@@ -549,22 +984,23 @@ class Delivery {
         .catch((err: Error) => this.#log.error('flush did not complete', { error: err.message, timeout_ms: flushMs }));
       await p.disconnect().catch(() => {});
     }
-    return this.pending();
+    return { node: this.pending('node'), pod: this.pending('pod') };
   }
 
-  #send(reading: Reading): void {
+  #send(reading: Message): void {
     const id = this.#nextId++;
-    this.#inFlight.set(id, Date.now());
+    const kind = kindOf(reading);
+    this.#inFlight.set(id, { at: Date.now(), kind });
     const { key, value, headers } = encodeReading(reading);
     const producer = this.#producer!;
     producer
       .send({ topic: this.#config.topic, messages: [{ key, value, headers }] })
       .then(
         () => {
-          this.#m.produced.inc();
+          this.#m.byKind[kind].produced.inc();
           this.#m.lastDelivered.set(Date.now() / 1000);
           this.#access.ok();
-          this.#log.debug('reading delivered', { window_end: reading.window_end });
+          this.#log.debug('reading delivered', { kind, window_end: reading.window_end });
         },
         (err: Error) => {
           // Refused (no ACL), or stranded by a fatal error (librdkafka then purges the producer's
@@ -573,18 +1009,18 @@ class Delivery {
           const stranded = !this.#stopping && (/fatal error|purged in queue/i.test(err.message) || producer !== this.#producer);
           if (this.#access.note(err.message) || stranded) return this.#lost(producer, reading);
           const reason = /queue full/i.test(err.message) ? 'queue_full' : /timed out/i.test(err.message) ? 'timeout' : 'error';
-          this.#m.failed.inc({ reason });
-          this.#log.error('reading not delivered', { window_end: reading.window_end, reason, error: err.message });
+          this.#m.byKind[kind].failed.inc({ reason });
+          this.#log.error('reading not delivered', { kind, window_end: reading.window_end, reason, error: err.message });
         },
       )
       .finally(() => {
         this.#inFlight.delete(id);
-        this.#m.pending.set(this.pending());
+        this.#setPending();
       });
   }
 
   /** The producer went fatal or was refused: the reading waits in the outbox for the next one. */
-  #lost(producer: KafkaJS.Producer, reading: Reading): void {
+  #lost(producer: KafkaJS.Producer, reading: Message): void {
     this.#outbox.push(reading);
     if (this.#producer !== producer) return;
     this.#producer = undefined;
@@ -597,23 +1033,38 @@ class Delivery {
 
 // ---------------------------------------------------------------- main
 
-/** Takes a baseline snapshot now and a reading at every wall-clock boundary; returns the stop function. */
-function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType<typeof snapshotter>, deliver: (r: Reading) => void) {
+/**
+ * Takes a baseline snapshot now and a reading at every wall-clock boundary, and with `pods` the
+ * reading of each pod on the node for the same window after it; returns the stop function.
+ */
+function sample(
+  config: SamplerConfig,
+  log: Logger,
+  m: Metrics,
+  snap: ReturnType<typeof snapshotter>,
+  pods: PodWatch | undefined,
+  deliver: (r: Message) => void,
+) {
   const source: Source = { node: config.node, pod: config.pod, namespace: config.namespace };
   const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
   let previous = snap.take();
+  let previousPods = pods?.take() ?? new Map<string, PodSample>();
   let windowStart = Date.now();
   return everyBoundary(config.intervalMs, (boundary) => {
     let current: Snapshot;
+    let currentPods: Map<string, PodSample>;
     try {
       current = snap.take();
+      currentPods = pods?.take() ?? new Map();
     } catch (err) {
       m.skipped.inc({ reason: 'read_error' });
       log.error('could not read CPU counters', { error: (err as Error).message });
       return;
     }
     const { reading, skipped: why } = buildReading(previous, current, { startMs: windowStart, endMs: boundary }, source, noCgroupReason);
+    const podsBefore = previousPods;
     previous = current;
+    previousPods = currentPods;
     windowStart = boundary;
     if (!reading) {
       m.skipped.inc({ reason: why! });
@@ -624,18 +1075,32 @@ function sample(config: SamplerConfig, log: Logger, m: Metrics, snap: ReturnType
     m.lastHost.set(reading.host.busy_percent);
     if (reading.container) m.lastContainer.set(reading.container.cpu_percent);
     m.lastTime.set(boundary / 1000);
-    log.info('reading', {
-      window_end: reading.window_end,
-      host_busy_percent: reading.host.busy_percent,
-      container_cpu_percent: reading.container?.cpu_percent ?? null,
-    });
     deliver(reading);
+    if (!pods) {
+      log.info('reading', readingFields(reading));
+      return;
+    }
+    const window = { start: reading.window_start, end: reading.window_end, seconds: reading.window_seconds };
+    void pods.readings(podsBefore, currentPods, window).then(({ readings, unnamed }) => {
+      m.pods.seen.set(currentPods.size);
+      m.pods.unnamed.set(unnamed);
+      m.pods.taken.inc(readings.length);
+      log.info('reading', { ...readingFields(reading), pods: readings.length, pods_unnamed: unnamed });
+      for (const r of readings) deliver(r);
+    });
   });
 }
 
+const readingFields = (r: Reading) => ({
+  window_end: r.window_end,
+  host_busy_percent: r.host.busy_percent,
+  container_cpu_percent: r.container?.cpu_percent ?? null,
+});
+
 /** The producer's own settings (KAFKA_CONFIG_* add to them): bounded in count and in time, batched for 5 ms. */
 function producerSettings(config: SamplerConfig) {
-  return { 'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': config.queueMax, 'linger.ms': 5 };
+  const queue = config.queueMax + (config.hostCgroupRoot ? config.podQueueMax : 0);
+  return { 'message.timeout.ms': config.maxWaitMs, 'queue.buffering.max.messages': queue, 'linger.ms': 5 };
 }
 
 /** What librdkafka says of the producer's settings, before any connection. */
@@ -644,7 +1109,7 @@ function kafkaProblem(config: SamplerConfig): string | undefined {
   return checkKafkaConf('producer', { ...conf, ...producerSettings(config), 'enable.idempotence': true }, config.passthroughSource);
 }
 
-function settingsToLog(config: SamplerConfig, snap: ReturnType<typeof snapshotter>) {
+function settingsToLog(config: SamplerConfig, snap: ReturnType<typeof snapshotter>, names: boolean) {
   const noCgroupReason = snap.where.version === 0 ? snap.where.reason : '';
   return {
     brokers: config.brokers,
@@ -656,6 +1121,8 @@ function settingsToLog(config: SamplerConfig, snap: ReturnType<typeof snapshotte
     host_counters: snap.hostSource,
     cgroup: snap.where.version === 0 ? null : `v${snap.where.version}`,
     ...(noCgroupReason ? { container_unavailable_reason: noCgroupReason } : {}),
+    // Every pod's CPU, from the host's cgroups, named by the Kubernetes API where there is one.
+    pods: config.hostCgroupRoot ? { cgroup_root: config.hostCgroupRoot, names: names ? 'kubernetes-api' : 'none: by UID' } : 'off',
     first_reading_at: new Date(nextBoundary(Date.now(), config.intervalMs)).toISOString(),
   };
 }
@@ -670,7 +1137,11 @@ async function main(): Promise<void> {
   const access = new KafkaAccess(log);
   const out = new Delivery(config, log, m, access);
   const snap = snapshotter(config.procRoot, config.cgroupRoot);
-  const stopTicks = sample(config, log, m, snap, (r) => out.enqueue(r));
+  const names = kubernetesPods(process.env);
+  const pods = config.hostCgroupRoot
+    ? new PodWatch({ root: config.hostCgroupRoot, node: config.node, list: names, log, everyMs: config.intervalMs })
+    : undefined;
+  const stopTicks = sample(config, log, m, snap, pods, (r) => out.enqueue(r));
   let connected = false;
   let stopping = false;
   // Ready: connected, let in (credentials and ACLs), and no reading has waited for the broker
@@ -681,13 +1152,14 @@ async function main(): Promise<void> {
     stopTicks();
     log.info('stopping', { reason, pending: out.pending() });
     const lost = await out.stop(Math.max(1000, config.shutdownMs - 3000));
-    if (lost === 0) return 0;
-    m.failed.inc({ reason: 'stopped' }, lost);
-    log.error('readings not delivered before stop', { count: lost });
+    if (lost.node + lost.pod === 0) return 0;
+    m.failed.inc({ reason: 'stopped' }, lost.node);
+    m.pods.failed.inc({ reason: 'stopped' }, lost.pod);
+    log.error('readings not delivered before stop', { count: lost.node, pods: lost.pod });
     return 1;
   };
   const { port } = await startRuntime({ log, port: config.httpPort, registry, ready, deadlineMs: config.shutdownMs, stop });
-  log.info('started', { ...settingsToLog(config, snap), http_port: port });
+  log.info('started', { ...settingsToLog(config, snap, names !== undefined), http_port: port });
   // Connect, retrying for as long as it takes; readings taken meanwhile wait in the outbox.
   const connect = () =>
     connectWithRetry({

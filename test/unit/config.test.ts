@@ -37,6 +37,8 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
     namespace: '',
     procRoot: '/proc',
     cgroupRoot: '/sys/fs/cgroup',
+    hostCgroupRoot: '',
+    podQueueMax: 30_000,
     logLevel: 'info',
   });
 });
@@ -44,6 +46,11 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
 test('loadConfig takes node, pod and namespace from the Downward API variables', () => {
   const c = loadConfig({ NODE_NAME: 'ip-10-0-1-23.ec2.internal', POD_NAME: 'cpu-sampler-x2k4q', POD_NAMESPACE: 'monitoring' });
   assert.deepEqual([c.node, c.pod, c.namespace], ['ip-10-0-1-23.ec2.internal', 'cpu-sampler-x2k4q', 'monitoring']);
+});
+
+test('loadConfig refuses a HOST_CGROUP_ROOT that is not a folder, naming it', () => {
+  assert.throws(() => loadConfig({ HOST_CGROUP_ROOT: '/no/such/cgroup' }), /HOST_CGROUP_ROOT.*\/no\/such\/cgroup/);
+  assert.equal(loadConfig({ HOST_CGROUP_ROOT: '/sys/fs/cgroup' }).hostCgroupRoot, '/sys/fs/cgroup');
 });
 
 test('loadConfig converts fractional interval seconds to milliseconds', () => {
