@@ -32,7 +32,7 @@ import tools.jackson.databind.json.JsonMapper;
  * Records and keys, exactly as sink.ts has them (checkRecord, timePartition, objectKey): which
  * record is a valid reading and why not (the dead-letter reason), which hour it belongs to, the
  * line it becomes in a file, and the object key of a file. Pure functions; connect/README.md
- * states the contract and test/unit/connect-parity.test.ts keeps the shared cases in step.
+ * states the contract and test/unit/connect-cases.test.ts keeps the shared cases in step.
  */
 final class Readings {
   private Readings() {}
