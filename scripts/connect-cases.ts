@@ -18,9 +18,12 @@ import { checkRecord, loadConfig, objectKey, timePartition } from '../sink.ts';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const casesFile = join(root, 'connect', 'src', 'test', 'resources', 'sink-ts-cases.json');
 
-/** A valid v1 reading (test/fixtures/reading-v1.json, as the sink's unit tests use it). */
-const valid = JSON.parse(readFileSync(join(root, 'test', 'fixtures', 'reading-v1.json'), 'utf8')) as Record<string, unknown>;
+const fixture = (name: string) => JSON.parse(readFileSync(join(root, 'test', 'fixtures', name), 'utf8')) as Record<string, unknown>;
+/** A valid v1 reading of a node, and one of a pod (test/fixtures/, as the sink's unit tests use them). */
+const valid = fixture('reading-v1.json');
+const pod = fixture('pod-reading-v1.json');
 const text = JSON.stringify(valid);
+const podText = JSON.stringify(pod);
 const json = (v: unknown) => JSON.stringify(v);
 const withField = (path: string[], value: unknown) => {
   const copy = structuredClone(valid) as Record<string, unknown>;
@@ -29,10 +32,44 @@ const withField = (path: string[], value: unknown) => {
   o[path.at(-1)!] = value;
   return copy;
 };
-/** The reading's text with one member's value replaced by raw JSON text (numbers as written). */
-const rawField = (name: string, raw: string) => text.replace(new RegExp(`"${name}":[^,}]+`), `"${name}":${raw}`);
+/** A reading's text (the node's unless given) with one member's value replaced by raw JSON text (numbers as written). */
+const rawField = (name: string, raw: string, t = text) => t.replace(new RegExp(`"${name}":[^,}]+`), `"${name}":${raw}`);
 /** Pretty-printed over lines, so that sink.ts writes it back compact through JSON.stringify. */
 const pretty = (t: string) => t.replace(/([{,])"/g, '$1\n  "');
+
+/**
+ * window_start at the edges of what sink.ts files: ajv-formats' date-time, the schemas' `Z$`, and
+ * the hour read from the text (timePartition); each form in a node's reading and in a pod's.
+ */
+const windowStarts = [
+  ['a space separator', '2026-11-27 05:59:00Z'],
+  ['a lowercase t', '2026-11-27t05:59:00Z'],
+  ['a tab separator', '2026-11-27\t05:59:00Z'],
+  ['a no-break space separator', '2026-11-27\u00a005:59:00Z'],
+  ['two separators', '2026-11-27TT05:59:00Z'],
+  ['nine fraction digits', '2026-11-27T05:59:00.123456789Z'],
+  ['a leap second', '2016-12-31T23:59:60Z'],
+  ['a leap second with a fraction', '2016-12-31T23:59:60.5Z'],
+  ['a leap second at noon', '2016-12-31T12:59:60Z'],
+  ['year 1', '0001-01-01T00:00:00Z'],
+  ['year 0', '0000-01-01T00:00:00Z'],
+  ['29 February of a leap year', '2024-02-29T00:00:00Z'],
+  ['29 February of another year', '2023-02-29T00:00:00Z'],
+  ['29 February 1900', '1900-02-29T00:00:00Z'],
+  ['29 February 2000', '2000-02-29T00:00:00Z'],
+  ['31 April', '2026-04-31T00:00:00Z'],
+  ['month 13', '2026-13-01T00:00:00Z'],
+  ['hour 24', '2026-11-27T24:00:00Z'],
+  ['minute 60', '2026-11-27T05:60:00Z'],
+  ['a lowercase z', '2026-11-27T05:59:00z'],
+  ['no time zone', '2026-11-27T05:59:00'],
+  ['no seconds', '2026-11-27T05:59Z'],
+  ['a newline after it', '2026-11-27T05:59:00Z\n'],
+  ['a NEL after it', '2026-11-27T05:59:00Z\u0085'],
+  ['a date only', '2026-11-27'],
+  ['a five-digit year', '12026-11-27T05:59:00Z'],
+  ['Arabic-Indic digits', '\u0662026-11-27T05:59:00Z'],
+] as const;
 
 /** Records as named byte strings (a string is its UTF-8 bytes; null is a record without a value). */
 const records: Array<[name: string, value: string | Buffer | null, maxBytes?: number]> = [
@@ -111,37 +148,7 @@ const records: Array<[name: string, value: string | Buffer | null, maxBytes?: nu
   ['host an array', json({ ...valid, host: [] })],
   ['deeply nested arrays', '['.repeat(2000) + ']'.repeat(2000)],
   ['deeply nested arrays inside a reading', text.replace('"namespace":"monitoring"', `"namespace":${'['.repeat(600)}${']'.repeat(600)}`)],
-  ...(
-    [
-      ['a space separator', '2026-11-27 05:59:00Z'],
-      ['a lowercase t', '2026-11-27t05:59:00Z'],
-      ['a tab separator', '2026-11-27\t05:59:00Z'],
-      ['a no-break space separator', '2026-11-27\u00a005:59:00Z'],
-      ['two separators', '2026-11-27TT05:59:00Z'],
-      ['nine fraction digits', '2026-11-27T05:59:00.123456789Z'],
-      ['a leap second', '2016-12-31T23:59:60Z'],
-      ['a leap second with a fraction', '2016-12-31T23:59:60.5Z'],
-      ['a leap second at noon', '2016-12-31T12:59:60Z'],
-      ['year 1', '0001-01-01T00:00:00Z'],
-      ['year 0', '0000-01-01T00:00:00Z'],
-      ['29 February of a leap year', '2024-02-29T00:00:00Z'],
-      ['29 February of another year', '2023-02-29T00:00:00Z'],
-      ['29 February 1900', '1900-02-29T00:00:00Z'],
-      ['29 February 2000', '2000-02-29T00:00:00Z'],
-      ['31 April', '2026-04-31T00:00:00Z'],
-      ['month 13', '2026-13-01T00:00:00Z'],
-      ['hour 24', '2026-11-27T24:00:00Z'],
-      ['minute 60', '2026-11-27T05:60:00Z'],
-      ['a lowercase z', '2026-11-27T05:59:00z'],
-      ['no time zone', '2026-11-27T05:59:00'],
-      ['no seconds', '2026-11-27T05:59Z'],
-      ['a newline after it', '2026-11-27T05:59:00Z\n'],
-      ['a NEL after it', '2026-11-27T05:59:00Z\u0085'],
-      ['a date only', '2026-11-27'],
-      ['a five-digit year', '12026-11-27T05:59:00Z'],
-      ['Arabic-Indic digits', '\u0662026-11-27T05:59:00Z'],
-    ] as const
-  ).map(([what, start]) => [`window_start with ${what}`, json({ ...valid, window_start: start })] as [string, string]),
+  ...windowStarts.map(([what, start]) => [`window_start with ${what}`, json({ ...valid, window_start: start })] as [string, string]),
   ['a reading pretty-printed over lines', JSON.stringify(valid, null, 2) + '\n'],
   ['a reading with CRLF line ends', JSON.stringify(valid, null, 2).replace(/\n/g, '\r\n')],
   ['a reading with one CR', text.replace(',"pod"', ',\r"pod"')],
@@ -181,6 +188,83 @@ const records: Array<[name: string, value: string | Buffer | null, maxBytes?: nu
     ),
   ],
   ['escapes written as escapes, over lines', pretty(text.replace('"monitoring"', '"\\u006d\\u00e9\\ud83d\\ude00\\/\\b\\f"'))],
+
+  // A pod's reading (kind "pod", schema/cpu-pod-reading.v1.schema.json) beside the node's: the
+  // schema is picked by kind, everything before it (JSON, keys, schema_version) is the same.
+  ['a valid pod reading', podText],
+  ['a valid pod reading of a pod that could not be named', json({ ...pod, pod: null, namespace: null })],
+  ['a valid pod reading with a limit and throttling', json({ ...pod, limit_cores: 0.5, limit_percent: 2.46, throttled_seconds: 1.5 })],
+  [
+    'a valid pod reading without a request, limit or throttling figure',
+    json({ ...pod, request_cores: null, request_percent: null, limit_cores: null, limit_percent: null, throttled_seconds: null }),
+  ],
+  ['a valid pod reading of a Guaranteed pod on cgroup v1', json({ ...pod, qos_class: 'Guaranteed', cgroup_version: 1 })],
+  [
+    'a valid pod reading of an idle BestEffort pod',
+    json({ ...pod, qos_class: 'BestEffort', cores_used: 0, request_cores: null, request_percent: null }),
+  ],
+  ['a valid pod reading above its request', json({ ...pod, cores_used: 0.25, request_percent: 250 })],
+  ['a valid pod reading with a name and no namespace', json({ ...pod, namespace: null })],
+  ['a valid pod reading with its kind last', podText.replace('"kind":"pod",', '').replace(/}$/, ',"kind":"pod"}')],
+  ['a pod reading whose kind is written with an escape', podText.replace('"kind":"pod"', '"kind":"p\\u006fd"')],
+  ['a pod reading with schema_version 1.0', rawField('schema_version', '1.0', podText)],
+  ['a pod reading with cgroup_version 2.0', rawField('cgroup_version', '2.0', podText)],
+  ['a pod reading with cores_used -0', rawField('cores_used', '-0', podText)],
+  ['a pod reading pretty-printed over lines', JSON.stringify(pod, null, 2) + '\n'],
+  [
+    'a pod reading with numbers JavaScript writes its own way, over lines',
+    pretty(
+      podText
+        .replace('"cores_used":0.0123', '"cores_used":0.0000001')
+        .replace('"request_cores":0.1', '"request_cores":1.0e-1')
+        .replace('"request_percent":12.3', '"request_percent":12.30'),
+    ),
+  ],
+  ['a pod reading without pod_uid', json({ ...pod, pod_uid: undefined })],
+  ['a pod reading with a pod_uid that is no UID', json({ ...pod, pod_uid: 'not-a-uid' })],
+  ['a pod reading with an upper-case pod_uid', json({ ...pod, pod_uid: String(pod.pod_uid).toUpperCase() })],
+  ['a pod reading with a newline after pod_uid', json({ ...pod, pod_uid: `${String(pod.pod_uid)}\n` })],
+  ['a pod reading with a pod_uid in braces', json({ ...pod, pod_uid: `{${String(pod.pod_uid)}}` })],
+  ['a pod reading with pod_uid null', json({ ...pod, pod_uid: null })],
+  ['a pod reading with qos_class Gold', json({ ...pod, qos_class: 'Gold' })],
+  ['a pod reading with qos_class in lower case', json({ ...pod, qos_class: 'burstable' })],
+  ['a pod reading without qos_class', json({ ...pod, qos_class: undefined })],
+  ['a pod reading with cores_used -1', json({ ...pod, cores_used: -1 })],
+  ['a pod reading with cores_used null', json({ ...pod, cores_used: null })],
+  ['a pod reading with cores_used a string', json({ ...pod, cores_used: '0.0123' })],
+  ['a pod reading with cores_used 1e400', rawField('cores_used', '1e400', podText)],
+  ['a pod reading with request_cores 0', json({ ...pod, request_cores: 0 })],
+  ['a pod reading with request_cores -0.0', rawField('request_cores', '-0.0', podText)],
+  ['a pod reading with request_cores 1e-400', rawField('request_cores', '1e-400', podText)],
+  ['a pod reading with limit_cores 0', json({ ...pod, limit_cores: 0 })],
+  ['a pod reading with request_percent -1', json({ ...pod, request_percent: -1 })],
+  ['a pod reading with limit_percent -0.5', json({ ...pod, limit_percent: -0.5 })],
+  ['a pod reading with throttled_seconds -1', json({ ...pod, throttled_seconds: -1 })],
+  ['a pod reading without throttled_seconds', json({ ...pod, throttled_seconds: undefined })],
+  ['a pod reading with cgroup_version 3', json({ ...pod, cgroup_version: 3 })],
+  ['a pod reading with window_seconds 0', json({ ...pod, window_seconds: 0 })],
+  ['a pod reading with an empty pod name', json({ ...pod, pod: '' })],
+  ['a pod reading with an empty namespace', json({ ...pod, namespace: '' })],
+  ['a pod reading of a pod named by one astral character', json({ ...pod, pod: '\u{1F600}' })],
+  ['a pod reading without node', json({ ...pod, node: undefined })],
+  ['a pod reading with an empty node', json({ ...pod, node: '' })],
+  ['a pod reading with a property its schema does not define', json({ ...pod, container_id: 'abc' })],
+  ['a pod reading with a window_end with an offset', json({ ...pod, window_end: '2026-11-27T08:00:00.000+02:00' })],
+  ['a pod reading with a window_start with an offset', json({ ...pod, window_start: '2026-11-27T07:59:00.000+02:00' })],
+  ...windowStarts.map(
+    ([what, start]) => [`a pod reading, window_start with ${what}`, json({ ...pod, window_start: start })] as [string, string],
+  ),
+  ['a pod reading with schema_version 2', json({ ...pod, schema_version: 2 })],
+  ['a pod reading with schema_version "1"', json({ ...pod, schema_version: '1' })],
+  ['a pod reading without schema_version', json({ ...pod, schema_version: undefined })],
+  ['a pod reading with kind given twice', podText.replace('"kind":"pod"', '"kind":"node","kind":"pod"')],
+  ['a pod reading with kind "container"', json({ ...pod, kind: 'container' })],
+  ['a pod reading with kind "Pod"', json({ ...pod, kind: 'Pod' })],
+  ['a pod reading with kind null', json({ ...pod, kind: null })],
+  ['a pod reading with kind ["pod"]', json({ ...pod, kind: ['pod'] })],
+  ['a pod reading without kind', json({ ...pod, kind: undefined })],
+  ['a node reading with kind "pod"', json({ kind: 'pod', ...valid })],
+  ['a node reading carrying pod fields', json({ ...valid, pod_uid: pod.pod_uid, qos_class: pod.qos_class })],
 ];
 
 const timeCases = [

@@ -32,7 +32,7 @@ import tools.jackson.databind.json.JsonMapper;
  * Records and keys, exactly as sink.ts has them (checkRecord, timePartition, objectKey): which
  * record is a valid reading and why not (the dead-letter reason), which hour it belongs to, the
  * line it becomes in a file, and the object key of a file. Pure functions; connect/README.md
- * states the contract and test/unit/connect-parity.test.ts keeps the shared cases in step.
+ * states the contract and test/unit/connect-cases.test.ts keeps the shared cases in step.
  */
 final class Readings {
   private Readings() {}
@@ -66,16 +66,22 @@ final class Readings {
       .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
       .build();
 
-  private static final Schema SCHEMA = loadSchema();
+  // A node's reading has no kind; a pod's says so (kind "pod"), and each has a schema of its own.
+  private static final SchemaRegistry REGISTRY = registry();
+  private static final Schema NODE_SCHEMA = loadSchema("cpu-reading.v1.schema.json");
+  private static final Schema POD_SCHEMA = loadSchema("cpu-pod-reading.v1.schema.json");
 
-  private static Schema loadSchema() {
+  private static SchemaRegistry registry() {
     Dialect dialect = Dialect.builder(Dialects.getDraft202012()).format(new DateTimeFormat()).build();
     SchemaRegistryConfig config =
         SchemaRegistryConfig.builder().formatAssertionsEnabled(true).pathType(PathType.JSON_POINTER).build();
-    SchemaRegistry registry = SchemaRegistry.withDialect(dialect, b -> b.schemaRegistryConfig(config));
-    try (InputStream in = Readings.class.getResourceAsStream("/schema/cpu-reading.v1.schema.json")) {
-      if (in == null) throw new IllegalStateException("schema/cpu-reading.v1.schema.json is not in the connector's jar");
-      Schema schema = registry.getSchema(in);
+    return SchemaRegistry.withDialect(dialect, b -> b.schemaRegistryConfig(config));
+  }
+
+  private static Schema loadSchema(String name) {
+    try (InputStream in = Readings.class.getResourceAsStream("/schema/" + name)) {
+      if (in == null) throw new IllegalStateException("schema/" + name + " is not in the connector's jar");
+      Schema schema = REGISTRY.getSchema(in);
       schema.initializeValidators();
       return schema;
     } catch (IOException e) {
@@ -85,8 +91,8 @@ final class Readings {
 
   /**
    * Whether a record can go into a file, and if not, why: the checks of sink.ts's checkRecord, in
-   * its order (size, UTF-8, JSON, a key given twice, an object, schema_version, the schema, a
-   * window_start with a place in time). A valid record becomes its own bytes as the line, or, when
+   * its order (size, UTF-8, JSON, a key given twice, an object, schema_version, the schema of its
+   * kind, a window_start with a place in time). A valid record becomes its own bytes as the line, or, when
    * they hold a line break, the same JSON written compact (as JSON.stringify writes it).
    */
   static Checked check(byte[] value, long maxBytes) {
@@ -117,14 +123,19 @@ final class Readings {
     if (version == null || !version.isNumber() || Js.number(version) != 1) {
       return Checked.invalid("schema-version", "schema_version " + (version == null ? "undefined" : Js.stringify(version)) + " is not 1");
     }
-    List<Error> errors = SCHEMA.validate(parsed);
+    // As sink.ts picks: only the string "pod" makes a pod's reading; any other kind is a node's
+    // reading with a member its schema does not have.
+    JsonNode kind = parsed.get("kind");
+    boolean pod = kind != null && kind.isString() && kind.stringValue().equals("pod");
+    List<Error> errors = (pod ? POD_SCHEMA : NODE_SCHEMA).validate(parsed);
     if (!errors.isEmpty()) {
       Error e = errors.get(0);
       String path = e.getInstanceLocation().toString();
       return Checked.invalid("schema", (path.isEmpty() ? "/" : path) + " " + e.getMessage());
     }
     // ajv's strictNumbers: a number JSON.parse makes infinite (1e400) is no number, and every
-    // member of a reading has a type, so such a record fails the schema wherever it is.
+    // member of either reading has a type or a fixed set of values (a pod's kind, qos_class,
+    // cgroup_version), so such a record fails its schema wherever it is.
     String infinite = infinitePath(parsed);
     if (infinite != null) return Checked.invalid("schema", infinite + " must be number");
     String windowStart = parsed.get("window_start").stringValue();

@@ -118,6 +118,15 @@ class S3SinkTaskTest {
         + "\"steal_percent\":0,\"idle_percent\":99},\"container\":null,\"container_unavailable_reason\":\"none\"}";
   }
 
+  /** A pod's reading (kind "pod") of the same window as reading(minute), on the same node. */
+  private static String podReading(int minute) {
+    return "{\"kind\":\"pod\",\"schema_version\":1,\"window_start\":\"" + Instant.parse("2026-11-27T11:58:00Z").plusSeconds(60L * minute)
+        + "\",\"window_end\":\"2026-11-27T12:00:00Z\",\"window_seconds\":60,\"node\":\"n\","
+        + "\"pod_uid\":\"6f0b2a51-3c8d-4e7f-9a1b-2c3d4e5f6a7b\",\"pod\":null,\"namespace\":null,\"qos_class\":\"BestEffort\","
+        + "\"cgroup_version\":2,\"cores_used\":0.01,\"request_cores\":null,\"limit_cores\":null,\"request_percent\":null,"
+        + "\"limit_percent\":null,\"throttled_seconds\":null}";
+  }
+
   private static SinkRecord record(TopicPartition tp, long offset, Object value) {
     Object bytes = value instanceof String s ? s.getBytes(StandardCharsets.UTF_8) : value;
     return new SinkRecord(tp.topic(), tp.partition(), Schema.OPTIONAL_BYTES_SCHEMA, "node".getBytes(StandardCharsets.UTF_8),
@@ -190,6 +199,17 @@ class S3SinkTaskTest {
     assertEquals(1, store.objects.size(), "the valid record is in S3");
     assertEquals(1, offsetOf(task.preCommit(consumed(4, 0)), P0), "the dead letters are not confirmed yet");
     context.writes.forEach(f -> f.complete(null));
+    assertEquals(4, offsetOf(task.preCommit(consumed(4, 0)), P0));
+  }
+
+  @Test
+  @DisplayName("a pod's reading is filed beside its node's, in the file of its hour; one that breaks its schema is a dead letter")
+  void podReadings() {
+    String noUid = podReading(0).replace("\"pod_uid\":\"6f0b2a51-3c8d-4e7f-9a1b-2c3d4e5f6a7b\",", "");
+    task.put(List.of(record(P0, 0, reading(0)), record(P0, 1, podReading(0)), record(P0, 2, noUid), record(P0, 3, podReading(1))));
+    assertEquals(List.of(2L), context.reported.stream().map(SinkRecord::kafkaOffset).toList());
+    assertEquals("schema", assertInstanceOf(InvalidReadingException.class, context.errors.get(0)).reason());
+    assertEquals(List.of(reading(0), podReading(0), podReading(1)), store.objects.firstEntry().getValue().lines());
     assertEquals(4, offsetOf(task.preCommit(consumed(4, 0)), P0));
   }
 
