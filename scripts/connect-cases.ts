@@ -226,6 +226,10 @@ const records: Array<[name: string, value: string | Buffer | null, maxBytes?: nu
   ['a pod reading with a newline after pod_uid', json({ ...pod, pod_uid: `${String(pod.pod_uid)}\n` })],
   ['a pod reading with a pod_uid in braces', json({ ...pod, pod_uid: `{${String(pod.pod_uid)}}` })],
   ['a pod reading with pod_uid null', json({ ...pod, pod_uid: null })],
+  // A static pod's UID is a hash of 32 hex digits (its mirror pod names it in an annotation).
+  ['a static pod reading, its pod_uid a hash', json({ ...pod, pod_uid: 'd41d8cd98f00b204e9800998ecf8427e' })],
+  ['a pod reading with a pod_uid of 31 hex digits', json({ ...pod, pod_uid: 'd41d8cd98f00b204e9800998ecf8427' })],
+  ['a pod reading with a hash pod_uid in upper case', json({ ...pod, pod_uid: 'D41D8CD98F00B204E9800998ECF8427E' })],
   ['a pod reading with qos_class Gold', json({ ...pod, qos_class: 'Gold' })],
   ['a pod reading with qos_class in lower case', json({ ...pod, qos_class: 'burstable' })],
   ['a pod reading without qos_class', json({ ...pod, qos_class: undefined })],
