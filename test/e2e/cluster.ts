@@ -21,7 +21,7 @@ export const clusterScript = join(root, 'scripts', 'cluster.sh');
 export type Obj = {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  metadata: { name: string; namespace?: string; uid?: string; labels?: Record<string, string> };
   spec?: any;
   data?: Record<string, string>;
   status?: any;
@@ -328,7 +328,21 @@ export function readTopic(namespace: string, broker: Obj, topic: string): string
 const addFormats = addFormatsModule as unknown as (a: Ajv2020) => void;
 const ajv = new Ajv2020({ allErrors: true, strict: true });
 addFormats(ajv);
-export const validReading = ajv.compile(JSON.parse(readFileSync(join(root, 'schema', 'cpu-reading.v1.schema.json'), 'utf8')));
+const schema = (file: string) => ajv.compile(JSON.parse(readFileSync(join(root, 'schema', file), 'utf8')));
+const validNode = schema('cpu-reading.v1.schema.json');
+const validPod = schema('cpu-pod-reading.v1.schema.json');
+/** A line of the bucket against its own schema: a pod's (kind "pod") or a node's; `.errors` says why not. */
+export const validReading = Object.assign(
+  (r: unknown): boolean => {
+    const valid = (r as { kind?: string }).kind === 'pod' ? validPod : validNode;
+    const ok = valid(r);
+    validReading.errors = valid.errors;
+    return ok;
+  },
+  { errors: null as unknown },
+);
+/** A line that is a node's own reading (a pod's says kind "pod"). */
+export const isNodeReading = (line: string) => (JSON.parse(line) as { kind?: string }).kind === undefined;
 
 /**
  * The exactly-once check on a cluster: every record in the topic is in exactly one object, nothing

@@ -44,6 +44,7 @@ import {
   stopSampler,
   theNode,
   validReading,
+  isNodeReading,
   waitReady,
   type Obj,
   type S3Object,
@@ -100,7 +101,9 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
       for (const line of linesOf(o)) {
         const reading = JSON.parse(line) as { node: string; namespace: string; pod: string };
         assert.ok(validReading(reading), `${o.key}: ${JSON.stringify(validReading.errors)}`);
-        assert.deepEqual([reading.node, reading.namespace], [nodeName, namespace], 'the reading names the node and the namespace');
+        assert.equal(reading.node, nodeName, 'the reading names the node');
+        if (!isNodeReading(line)) continue; // a pod's: the next test
+        assert.equal(reading.namespace, namespace, 'the reading names the namespace');
         assert.match(reading.pod, new RegExp(`^${p.sampler.metadata.name}-`), 'the reading names the sampler pod');
       }
     }
@@ -118,6 +121,43 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
     );
     assert.ok(afterReady <= 2 * interval + 1, `the first object came ${afterReady} s after Ready, more than two sampling intervals`);
     assert.ok(latency <= 2 * interval + 1, `the second object came ${latency} s after its first window, more than two sampling intervals`);
+  });
+
+  await t.test("every pod on the node is read: the cluster's own pods, named with their namespaces, UIDs and requests", async () => {
+    type PodLine = { kind?: string; pod_uid: string; pod: string | null; namespace: string | null; request_cores: number | null };
+    // Pods running on the node since before the sampler's last two windows: each must be in S3.
+    const pods = (
+      kubectlJson(['get', 'pods', '-A', '--field-selector', `spec.nodeName=${nodeName},status.phase=Running`]).items as Obj[]
+    ).filter((x) => Date.parse(x.status.startTime) < allReadyAt);
+    assert.ok(pods.length >= 4, `pods on the node: ${pods.map((x) => x.metadata.name).join(', ')}`);
+    const inS3 = () =>
+      readBucket(namespace, p.sink)
+        .objects.flatMap(linesOf)
+        .map((l) => JSON.parse(l) as PodLine)
+        .filter((r) => r.kind === 'pod');
+    const readings = await eventually(
+      'a reading of every pod, named',
+      () => {
+        const r = inS3();
+        return pods.every((x) => r.some((y) => y.pod_uid === x.metadata.uid && y.pod !== null)) && r;
+      },
+      3 * interval * 1000 + 2 * Number(p.sinkEnv.FILE_MAX_AGE_SECONDS) * 1000 + 60_000,
+      5000,
+    );
+    const cpuRequest = (x: Obj) =>
+      (x.spec.containers as Array<{ resources?: { requests?: { cpu?: string } } }>)
+        .map((c) => c.resources?.requests?.cpu ?? '0')
+        .reduce((n, q) => n + (q.endsWith('m') ? Number(q.slice(0, -1)) / 1000 : Number(q)), 0);
+    for (const x of pods) {
+      const r = readings.find((y) => y.pod_uid === x.metadata.uid && y.pod !== null)!;
+      assert.deepEqual([r.pod, r.namespace], [x.metadata.name, x.metadata.namespace], `${x.metadata.name}: named by the API`);
+      const request = cpuRequest(x);
+      if (!x.spec.initContainers && !x.spec.overhead)
+        assert.equal(r.request_cores, request > 0 ? request : null, `${x.metadata.name}: its request`);
+    }
+    const namespaces = [...new Set(pods.map((x) => x.metadata.namespace))];
+    assert.ok(namespaces.length >= 2, `pods of more than the pipeline's namespace: ${namespaces.join(', ')}`);
+    log(`pods read on ${nodeName}: ${pods.map((x) => `${x.metadata.namespace}/${x.metadata.name}`).join(', ')}`);
   });
 
   await t.test("the monitoring component's Prometheus scrapes the sampler, the sink and the broker, with the alert rules", async () => {

@@ -171,6 +171,9 @@ const dnsFrom = (pods: string[]): Case[] =>
 const pipelineAllows: Case[] = [
   ...fromEach(['cpu-sampler', 'cpu-sink', 'kafka-topics', 'client elsewhere, opted in'], 'kafka', 'client'),
   ['cpu-sink', 'AWS S3', 443],
+  // The sampler lists the pods on its node (the API server behind the Service's 443).
+  ['cpu-sampler', 'API server', 443],
+  ['cpu-sampler', 'API server', 6443],
   ...dnsFrom(pipelinePods),
 ];
 const pipelineDenies: Case[] = [
@@ -184,8 +187,10 @@ const pipelineDenies: Case[] = [
   ['client elsewhere, opted in', 'cpu-sink', 'http'],
   ['stranger', 'cpu-sampler', 'http'],
   ['stranger', 'cpu-sink', 'http'],
-  ['cpu-sampler', 'AWS S3', 443],
+  ['cpu-sampler', 'AWS S3', 80],
+  ['cpu-sampler', 'API server', 80],
   ['kafka-topics', 'AWS S3', 443],
+  ['kafka-topics', 'API server', 6443],
   ['kafka', 'AWS S3', 443],
   ['kafka', 'cpu-sink', 'http'],
   ['cpu-sink', 'API server', 6443],
