@@ -42,7 +42,8 @@
  *   PROC_ROOT [/proc], CGROUP_ROOT [/sys/fs/cgroup]   where to read the counters
  *   HOST_CGROUP_ROOT []                   the host's cgroup mount: every pod's CPU from the kubelet's pod
  *                                         cgroups (empty: no pod readings; the DaemonSet mounts /sys/fs/cgroup)
- *   POD_READINGS_QUEUE_MAX [30000]        pods' readings that may wait for the broker (apart from the node's)
+ *   POD_READINGS_QUEUE_MAX [10000]        pods' readings that may wait for the broker, apart from the node's
+ *                                         (110 pods: 90 minutes; about 10 MiB of RSS, bench/)
  *   LOG_LEVEL [info]                      debug, info, warn or error
  *
  * Run: `npx tsx sampler.ts` (or `npm run sampler`). A bad setting prints the variable, the value and
@@ -104,7 +105,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     hostCgroupRoot: e.string('HOST_CGROUP_ROOT', '', (v) =>
       v === '' || existsSync(v) ? undefined : "an existing folder: the host's cgroup mount (or empty)",
     ),
-    podQueueMax: e.number('POD_READINGS_QUEUE_MAX', 30_000, { min: 1, max: 10_000_000, integer: true }),
+    podQueueMax: e.number('POD_READINGS_QUEUE_MAX', 10_000, { min: 1, max: 10_000_000, integer: true }),
     logLevel: e.choice('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
   };
   e.done();
@@ -881,6 +882,11 @@ function samplerMetrics(registry: Registry) {
 }
 type Metrics = ReturnType<typeof samplerMetrics>;
 
+type Kind = 'node' | 'pod';
+
+/** A reading on its way: its Kafka message (a string: a third of the reading as an object), and what the logs name. */
+type Outgoing = ReturnType<typeof encodeReading> & { kind: Kind; window_end: string };
+
 /**
  * Gets readings to the broker: an idempotent producer (acks=all, librdkafka retries until
  * message.timeout.ms) with a bounded queue, and before the first connection an outbox here with
@@ -894,8 +900,11 @@ type Metrics = ReturnType<typeof samplerMetrics>;
  */
 class Delivery {
   #producer: KafkaJS.Producer | undefined; // the one that connected
-  #outbox: Message[] = []; // readings taken while no producer is connected
-  #inFlight = new Map<number, { at: number; kind: 'node' | 'pod' }>(); // id -> when taken (ms), until delivery is confirmed
+  // Readings taken while no producer is connected, encoded (compact), by kind.
+  #outbox: Record<Kind, Outgoing[]> = { node: [], pod: [] };
+  // id -> when sent (ms), until delivery is confirmed; in the order sent, so the first is the oldest.
+  #inFlight = new Map<number, { at: number; kind: Kind }>();
+  #inFlightCount: Record<Kind, number> = { node: 0, pod: 0 };
   #nextId = 0;
   #podsDropped = 0;
   #stopping = false;
@@ -916,36 +925,35 @@ class Delivery {
   }
 
   /** Readings not yet confirmed, of one kind or of both. */
-  pending(kind?: 'node' | 'pod'): number {
-    const outbox = kind ? this.#outbox.filter((r) => kindOf(r) === kind).length : this.#outbox.length;
-    const inFlight = kind ? [...this.#inFlight.values()].filter((x) => x.kind === kind).length : this.#inFlight.size;
-    return outbox + inFlight;
+  pending(kind?: Kind): number {
+    if (!kind) return this.pending('node') + this.pending('pod');
+    return this.#outbox[kind].length + this.#inFlightCount[kind];
   }
 
   /** How long the reading that has waited longest for the broker has waited, in ms (0: none). */
   oldestWaitMs(): number {
-    return this.#inFlight.size ? Date.now() - Math.min(...[...this.#inFlight.values()].map((x) => x.at)) : 0;
+    const oldest = this.#inFlight.values().next().value;
+    return oldest ? Date.now() - oldest.at : 0;
   }
 
-  enqueue(reading: Message): void {
-    const kind = kindOf(reading);
+  enqueue(message: Message): void {
+    const kind = kindOf(message);
+    const reading: Outgoing = { kind, window_end: message.window_end, ...encodeReading(message) };
     const max = kind === 'pod' ? this.#config.podQueueMax : this.#config.queueMax;
     if (this.#producer) {
       // librdkafka's queue holds both bounds together; pods' readings past theirs are dropped here.
       if (kind === 'pod' && this.pending('pod') >= max) this.#dropped(reading, max);
       else this.#send(reading);
     } else {
-      if (this.pending(kind) >= max) {
-        const oldest = this.#outbox.findIndex((r) => kindOf(r) === kind);
-        this.#dropped(this.#outbox.splice(oldest, 1)[0], max);
-      }
-      this.#outbox.push(reading);
+      const outbox = this.#outbox[kind];
+      if (this.pending(kind) >= max) this.#dropped(outbox.shift() ?? reading, max);
+      if (outbox.length < max) outbox.push(reading);
     }
     this.#setPending();
   }
 
-  #dropped(reading: Message, max: number): void {
-    const kind = kindOf(reading);
+  #dropped(reading: Outgoing, max: number): void {
+    const kind = reading.kind;
     this.#m.byKind[kind].failed.inc({ reason: 'queue_full' });
     // A line per node reading; pods' are counted in the metric, with a line at the first of every 10000.
     if (kind === 'node' || this.#podsDropped++ % 10_000 === 0)
@@ -971,7 +979,8 @@ class Delivery {
     }
     this.#producer = candidate;
     this.#m.connected.set(1);
-    for (const r of this.#outbox.splice(0)) this.#send(r);
+    // The nodes' first: a pod's reading stays after its node's reading of the same window.
+    for (const r of [...this.#outbox.node.splice(0), ...this.#outbox.pod.splice(0)]) this.#send(r);
   }
 
   /** Flushes what the producer holds within the time given; returns how many of each kind were not delivered. */
@@ -987,11 +996,11 @@ class Delivery {
     return { node: this.pending('node'), pod: this.pending('pod') };
   }
 
-  #send(reading: Message): void {
+  #send(reading: Outgoing): void {
     const id = this.#nextId++;
-    const kind = kindOf(reading);
+    const { kind, key, value, headers } = reading;
     this.#inFlight.set(id, { at: Date.now(), kind });
-    const { key, value, headers } = encodeReading(reading);
+    this.#inFlightCount[kind]++;
     const producer = this.#producer!;
     producer
       .send({ topic: this.#config.topic, messages: [{ key, value, headers }] })
@@ -1015,17 +1024,18 @@ class Delivery {
       )
       .finally(() => {
         this.#inFlight.delete(id);
+        this.#inFlightCount[kind]--;
         this.#setPending();
       });
   }
 
   /** The producer went fatal or was refused: the reading waits in the outbox for the next one. */
-  #lost(producer: KafkaJS.Producer, reading: Message): void {
-    this.#outbox.push(reading);
+  #lost(producer: KafkaJS.Producer, reading: Outgoing): void {
+    this.#outbox[reading.kind].push(reading);
     if (this.#producer !== producer) return;
     this.#producer = undefined;
     this.#m.connected.set(0);
-    this.#log.warn('Kafka producer given up; a new one will connect', { queued: this.#outbox.length });
+    this.#log.warn('Kafka producer given up; a new one will connect', { queued: this.#outbox.node.length + this.#outbox.pod.length });
     void producer.disconnect().catch(() => {});
     this.onLost();
   }

@@ -19,7 +19,8 @@
  *    sink's own file rules (PartitionFiles), with the nodes spread over 3 partitions by key.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -348,6 +349,64 @@ async function samplerAtRest(): Promise<void> {
   }
 }
 
+/**
+ * The sampler's memory with every pod's readings held for an absent broker: a node of PODS pods
+ * (a cgroup tree of that many pod folders, as the kubelet lays them out), readings every tenth of
+ * a second until POD_READINGS_QUEUE_MAX of them wait, then its RSS (what the bound costs).
+ */
+async function samplerPodQueue(): Promise<void> {
+  const PODS = 110; // the kubelet's default maxPods
+  const tree = mkdtempSync(join(tmpdir(), 'cpu-pipeline-bench-pods-'));
+  writeFileSync(join(tree, 'cgroup.controllers'), 'cpu\n');
+  for (let i = 0; i < PODS; i++) {
+    const dir = join(
+      tree,
+      'kubepods.slice',
+      'kubepods-burstable.slice',
+      `kubepods-burstable-pod${randomUUID().replaceAll('-', '_')}.slice`,
+    );
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cpu.stat'), `usage_usec ${i * 1000}\nthrottled_usec 0\n`);
+    writeFileSync(join(dir, 'cpu.max'), 'max 100000\n');
+  }
+  const port = await freePort();
+  const closed = await freePort(); // nothing listens: the broker is away
+  const queueMax = Number(process.env.POD_READINGS_QUEUE_MAX ?? 10_000);
+  const sampler = spawn(process.execPath, [...deployedContainer('sampler').args.slice(1)], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      KAFKA_BROKERS: `127.0.0.1:${closed}`,
+      HTTP_PORT: String(port),
+      SAMPLE_INTERVAL_SECONDS: '0.1',
+      HOST_CGROUP_ROOT: tree,
+      POD_READINGS_QUEUE_MAX: String(queueMax),
+      LOG_LEVEL: 'error',
+    },
+    stdio: 'ignore',
+  });
+  try {
+    await sleep(2000);
+    const rssAtStart = status(sampler.pid!, 'VmRSS');
+    const pending = async () =>
+      Number(/^sampler_pod_readings_pending (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]);
+    const started = Date.now();
+    while ((await pending()) < queueMax && Date.now() - started < 120_000) await sleep(1000);
+    const full = await pending();
+    await sleep(3000); // past the bound: the newest pods' readings are dropped, the memory stays
+    const rss = status(sampler.pid!, 'VmRSS');
+    const heap = Number(/^nodejs_heap_size_used_bytes (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]);
+    say(`sampler with ${PODS} pods and the broker away (a reading every 0.1 s, POD_READINGS_QUEUE_MAX=${queueMax}):`);
+    say(`  ${full} pods' readings held: RSS ${mib(rss)} (private ${mib(anonymous(sampler.pid!))}), ${mib(rssAtStart)} at start`);
+    say(
+      `  JS heap in use ${mib(heap)}; about ${((rss - rssAtStart) / full).toFixed(0)} bytes of RSS per held reading; the DaemonSet's memory limit is 128 MiB`,
+    );
+  } finally {
+    sampler.kill('SIGKILL');
+    rmSync(tree, { recursive: true, force: true });
+  }
+}
+
 /** A day of 10 nodes, one reading a minute each, through the sink's own file rules at the defaults. */
 function putsPer1000(): void {
   const config = loadConfig({});
@@ -374,10 +433,11 @@ function putsPer1000(): void {
   );
 }
 
-// BENCH_ONLY=puts|sink|sampler runs one part (sink: sink.ts and the connector).
+// BENCH_ONLY=puts|sink|sampler|pods runs one part (sink: sink.ts and the connector).
 const only = process.env.BENCH_ONLY;
 build();
 if (!only || only === 'puts') putsPer1000();
 if (!only || only === 'sink') await sinkCatchUp();
 if (!only || only === 'sampler') await samplerAtRest();
+if (!only || only === 'pods') await samplerPodQueue();
 console.log('\n--- summary\n' + results.join('\n'));

@@ -11,12 +11,15 @@
  * alert rules of k8s/components/monitoring/alerts.yaml; its URL is printed.
  *
  * Environment: KAFKA_PORT [9092], S3_PORT [9000], SAMPLER_HTTP_PORT [8080], SINK_HTTP_PORT [8081],
- * SAMPLE_INTERVAL_SECONDS [5], FILE_MAX_AGE_SECONDS [15], S3_BUCKET [cpu-pipeline-local];
+ * SAMPLE_INTERVAL_SECONDS [5], FILE_MAX_AGE_SECONDS [15], S3_BUCKET [cpu-pipeline-local],
+ * HOST_CGROUP_ROOT [/sys/fs/cgroup where it exists: the pods of a machine that is a Kubernetes node,
+ * read by UID; none elsewhere];
  * with --monitoring also PROMETHEUS_PORT [9090], KAFKA_METRICS_PORT [9404].
  * The objects live in the S3 server's memory and go when it stops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,10 +122,18 @@ try {
 
   run(
     'sampler',
-    { SAMPLE_INTERVAL_SECONDS: env.SAMPLE_INTERVAL_SECONDS ?? '5', HTTP_PORT: env.SAMPLER_HTTP_PORT ?? '8080', NODE_NAME: env.NODE_NAME },
+    {
+      SAMPLE_INTERVAL_SECONDS: env.SAMPLE_INTERVAL_SECONDS ?? '5',
+      HTTP_PORT: env.SAMPLER_HTTP_PORT ?? '8080',
+      NODE_NAME: env.NODE_NAME,
+      HOST_CGROUP_ROOT: env.HOST_CGROUP_ROOT ?? (existsSync('/sys/fs/cgroup') ? '/sys/fs/cgroup' : ''),
+    },
     (l) => {
       if (l.msg === 'reading')
-        say(`reading ${l.window_end}: machine ${l.host_busy_percent}% busy, this process's cgroup ${l.container_cpu_percent ?? 'n/a'}%`);
+        say(
+          `reading ${l.window_end}: machine ${l.host_busy_percent}% busy, this process's cgroup ${l.container_cpu_percent ?? 'n/a'}%` +
+            (l.pods === undefined ? '' : `, ${l.pods} pod(s)`),
+        );
       else if (l.level === 'error' || l.level === 'warn') say(`sampler ${l.level}: ${l.msg}`);
     },
   );

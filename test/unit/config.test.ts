@@ -38,7 +38,7 @@ test('loadConfig with an empty environment uses the documented defaults', () => 
     procRoot: '/proc',
     cgroupRoot: '/sys/fs/cgroup',
     hostCgroupRoot: '',
-    podQueueMax: 30_000,
+    podQueueMax: 10_000,
     logLevel: 'info',
   });
 });
