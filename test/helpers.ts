@@ -381,9 +381,8 @@ export interface StoredObject {
   contentEncoding?: string;
 }
 
-/** Every object under a prefix, read back and un-gzipped, in key order. */
-export async function readObjects(endpoint: string, bucket: string, prefix = ''): Promise<StoredObject[]> {
-  const s3 = testS3Client(endpoint);
+/** Every key under a prefix, in key order. */
+async function listKeys(s3: S3Client, bucket: string, prefix = ''): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
@@ -391,8 +390,14 @@ export async function readObjects(endpoint: string, bucket: string, prefix = '')
     keys.push(...(page.Contents ?? []).map((c) => c.Key!));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
+  return keys.sort();
+}
+
+/** Every object under a prefix, read back and un-gzipped, in key order. */
+export async function readObjects(endpoint: string, bucket: string, prefix = ''): Promise<StoredObject[]> {
+  const s3 = testS3Client(endpoint);
   const out: StoredObject[] = [];
-  for (const key of keys.sort()) {
+  for (const key of await listKeys(s3, bucket, prefix)) {
     const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     let body = Buffer.from(await res.Body!.transformToByteArray());
     if (key.endsWith('.gz')) body = gunzipSync(body);
@@ -405,6 +410,21 @@ export async function readObjects(endpoint: string, bucket: string, prefix = '')
     });
   }
   return out;
+}
+
+/**
+ * Copies every object of a bucket into `dir` as it is stored (still gzipped), each at its key as
+ * a path, as `aws s3 sync` would; returns the keys.
+ */
+export async function downloadObjects(endpoint: string, bucket: string, dir: string): Promise<string[]> {
+  const s3 = testS3Client(endpoint);
+  const keys = await listKeys(s3, bucket);
+  for (const key of keys) {
+    const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    mkdirSync(dirname(join(dir, key)), { recursive: true });
+    writeFileSync(join(dir, key), await res.Body!.transformToByteArray());
+  }
+  return keys;
 }
 
 /**
