@@ -160,7 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return config;
 }
 
-function checkUrl(v: string): string | undefined {
+export function checkUrl(v: string): string | undefined {
   if (v === '') return undefined;
   try {
     const u = new URL(v);
@@ -570,7 +570,7 @@ export class PartitionFiles {
 // ---------------------------------------------------------------- S3
 
 /** The S3 client: the SDK's own credential chain, its retries (3 attempts), and a request timeout that holds. */
-export function s3Client(config: SinkConfig): S3Client {
+export function s3Client(config: Pick<SinkConfig, 'region' | 'endpoint' | 'forcePathStyle' | 'requestTimeoutMs'>): S3Client {
   return new S3Client({
     region: config.region,
     endpoint: config.endpoint,
