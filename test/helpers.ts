@@ -13,7 +13,9 @@ import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { startS3 } from '../scripts/s3.ts';
+import { freePort } from '../scripts/kafka.ts';
 import { connectorClass } from '../scripts/connect.ts';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
@@ -664,4 +666,105 @@ export function brokerAcls(script: string, vars: Record<string, string>): string
         .filter((w) => w !== '&&' && w !== '||')
         .map(expand),
     );
+}
+
+// ---------------------------------------------------------------- npm start, and a pod on this machine
+
+const refused = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+
+/** `npm start [-- args]` in a process group of its own, on free ports; its output collected. */
+export async function npmStart(t: TestContext, args: string[], extraPorts: string[] = [], env: Record<string, string> = {}) {
+  const ports: Record<string, number> = {
+    KAFKA_PORT: await freePort(),
+    KAFKA_CONTROLLER_PORT: await freePort(),
+    S3_PORT: await freePort(),
+    SAMPLER_HTTP_PORT: await freePort(),
+    SINK_HTTP_PORT: await freePort(),
+  };
+  for (const name of extraPorts) ports[name] = await freePort();
+  const proc = spawn('npm', ['start', ...args], {
+    cwd: root,
+    env: {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      SAMPLE_INTERVAL_SECONDS: '2',
+      FILE_MAX_AGE_SECONDS: '4',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, like a terminal's foreground job
+  });
+  let out = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = once(proc, 'exit');
+  t.after(() => {
+    try {
+      process.kill(-proc.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  });
+  /** Ctrl-C as a terminal sends it; then every port it opened must be closed. */
+  const ctrlC = async () => {
+    process.kill(-proc.pid!, 'SIGINT');
+    const [code, signal] = await exited;
+    // npm itself dies of the SIGINT at once; the pipeline script carries on stopping in order.
+    assert.ok(code === 0 || signal === 'SIGINT', `npm exited with ${code ?? signal}`);
+    await waitFor('the orderly stop to finish', () => out.includes('[dev] stopped; nothing left running'), 60_000);
+    assert.match(out, /\[dev\] stopping: sampler and sink flush first, then S3 and Kafka/);
+    for (const [name, port] of Object.entries(ports)) {
+      if (name === 'KAFKA_CONTROLLER_PORT') continue;
+      assert.ok(await refused(port), `${name} ${port} still answers after Ctrl-C`);
+    }
+  };
+  return { ports, output: () => out, ctrlC };
+}
+
+const cgroupMount = '/sys/fs/cgroup';
+const quarterCore = { quotaUs: 25_000, periodUs: 100_000 };
+
+/**
+ * A pod cgroup with a CPU limit of a quarter core, in the hierarchies this machine has, with a
+ * process in it that would use a whole core; both gone after the test (the process first: the
+ * kernel keeps a cgroup that has one). Returns the pod's UID and cgroup version.
+ */
+export function busyPod(t: TestContext): { uid: string; version: 1 | 2 } {
+  if (process.getuid?.() !== 0) throw new Error('a cgroup of its own needs root');
+  const uid = randomUUID();
+  const top = uniqueName('cpu-pipeline-pods');
+  const parts = [top, 'kubepods', 'burstable', `pod${uid}`];
+  const v2 = existsSync(join(cgroupMount, 'cgroup.controllers'));
+  const hierarchies = v2 ? [cgroupMount] : [join(cgroupMount, 'cpu'), join(cgroupMount, 'cpuacct')];
+  const made = hierarchies.flatMap((h) => parts.map((_, i) => join(h, ...parts.slice(0, i + 1))));
+  for (const d of made) mkdirSync(d, { recursive: true });
+  const pod = (h: string) => join(h, ...parts);
+  if (v2) {
+    // The cpu controller enabled down to the pod, as the kubelet does.
+    for (let i = 0; i < parts.length; i++) writeFileSync(join(cgroupMount, ...parts.slice(0, i), 'cgroup.subtree_control'), '+cpu');
+    writeFileSync(join(pod(cgroupMount), 'cpu.max'), `${quarterCore.quotaUs} ${quarterCore.periodUs}`);
+  } else {
+    writeFileSync(join(pod(hierarchies[0]), 'cpu.cfs_period_us'), String(quarterCore.periodUs));
+    writeFileSync(join(pod(hierarchies[0]), 'cpu.cfs_quota_us'), String(quarterCore.quotaUs));
+  }
+  const enter = hierarchies.map((h) => `echo $$ > ${join(pod(h), 'cgroup.procs')}`).join(' && ');
+  const busy = spawn('sh', ['-c', `${enter} && exec "$@"`, 'sh', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
+  t.after(async () => {
+    busy.kill('SIGKILL');
+    await once(busy, 'exit').catch(() => {});
+    for (const d of made.reverse()) rmdirSync(d);
+  });
+  return { uid, version: v2 ? 2 : 1 };
 }

@@ -4,74 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { connect } from 'node:net';
-import { freePort } from '../../scripts/kafka.ts';
-import { readObjects, root, waitFor } from '../helpers.ts';
-import type { TestContext } from 'node:test';
-
-const refused = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
-
-/** `npm start [-- args]` in a process group of its own, on free ports; its output collected. */
-async function npmStart(t: TestContext, args: string[], extraPorts: string[] = []) {
-  const ports: Record<string, number> = {
-    KAFKA_PORT: await freePort(),
-    KAFKA_CONTROLLER_PORT: await freePort(),
-    S3_PORT: await freePort(),
-    SAMPLER_HTTP_PORT: await freePort(),
-    SINK_HTTP_PORT: await freePort(),
-  };
-  for (const name of extraPorts) ports[name] = await freePort();
-  const proc = spawn('npm', ['start', ...args], {
-    cwd: root,
-    env: {
-      ...process.env,
-      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-      SAMPLE_INTERVAL_SECONDS: '2',
-      FILE_MAX_AGE_SECONDS: '4',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group, like a terminal's foreground job
-  });
-  let out = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  const exited = once(proc, 'exit');
-  t.after(() => {
-    try {
-      process.kill(-proc.pid!, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  });
-  /** Ctrl-C as a terminal sends it; then every port it opened must be closed. */
-  const ctrlC = async () => {
-    process.kill(-proc.pid!, 'SIGINT');
-    const [code, signal] = await exited;
-    // npm itself dies of the SIGINT at once; the pipeline script carries on stopping in order.
-    assert.ok(code === 0 || signal === 'SIGINT', `npm exited with ${code ?? signal}`);
-    await waitFor('the orderly stop to finish', () => out.includes('[dev] stopped; nothing left running'), 60_000);
-    assert.match(out, /\[dev\] stopping: sampler and sink flush first, then S3 and Kafka/);
-    for (const [name, port] of Object.entries(ports)) {
-      if (name === 'KAFKA_CONTROLLER_PORT') continue;
-      assert.ok(await refused(port), `${name} ${port} still answers after Ctrl-C`);
-    }
-  };
-  return { ports, output: () => out, ctrlC };
-}
+import { npmStart, readObjects, waitFor } from '../helpers.ts';
 
 test('npm start shows readings in S3 within a minute, and Ctrl-C stops every process it started', async (t) => {
   const { ports, output, ctrlC } = await npmStart(t, []);

@@ -8,49 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import { join } from 'node:path';
-import type { TestContext } from 'node:test';
-import { createTopic, readTopic, runProgram, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
-
-const mount = '/sys/fs/cgroup';
-const quarterCore = { quotaUs: 25_000, periodUs: 100_000 };
-
-/**
- * A pod cgroup with a CPU limit of a quarter core, in the hierarchies this machine has, with a
- * process in it that would use a whole core; both gone after the test (the process first: the
- * kernel keeps a cgroup that has one). Returns the pod's UID and cgroup version.
- */
-function busyPod(t: TestContext): { uid: string; version: 1 | 2 } {
-  if (process.getuid?.() !== 0) throw new Error('a cgroup of its own needs root');
-  const uid = randomUUID();
-  const top = uniqueName('cpu-pipeline-pods');
-  const parts = [top, 'kubepods', 'burstable', `pod${uid}`];
-  const v2 = existsSync(join(mount, 'cgroup.controllers'));
-  const hierarchies = v2 ? [mount] : [join(mount, 'cpu'), join(mount, 'cpuacct')];
-  const made = hierarchies.flatMap((h) => parts.map((_, i) => join(h, ...parts.slice(0, i + 1))));
-  for (const d of made) mkdirSync(d, { recursive: true });
-  const pod = (h: string) => join(h, ...parts);
-  if (v2) {
-    // The cpu controller enabled down to the pod, as the kubelet does.
-    for (let i = 0; i < parts.length; i++) writeFileSync(join(mount, ...parts.slice(0, i), 'cgroup.subtree_control'), '+cpu');
-    writeFileSync(join(pod(mount), 'cpu.max'), `${quarterCore.quotaUs} ${quarterCore.periodUs}`);
-  } else {
-    writeFileSync(join(pod(hierarchies[0]), 'cpu.cfs_period_us'), String(quarterCore.periodUs));
-    writeFileSync(join(pod(hierarchies[0]), 'cpu.cfs_quota_us'), String(quarterCore.quotaUs));
-  }
-  const enter = hierarchies.map((h) => `echo $$ > ${join(pod(h), 'cgroup.procs')}`).join(' && ');
-  const busy = spawn('sh', ['-c', `${enter} && exec "$@"`, 'sh', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
-  t.after(async () => {
-    busy.kill('SIGKILL');
-    await once(busy, 'exit').catch(() => {});
-    for (const d of made.reverse()) rmdirSync(d);
-  });
-  return { uid, version: v2 ? 2 : 1 };
-}
+import { busyPod, createTopic, readTopic, runProgram, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
 
 type PodReading = {
   kind: 'pod';
@@ -72,6 +30,7 @@ type PodReading = {
 
 test("on this machine's cgroups: a process of known load in a pod's cgroup is read as that pod, by UID, at its limit", async (t) => {
   const pod = busyPod(t);
+  const mount = '/sys/fs/cgroup';
 
   const bootstrap = sharedKafka();
   const topic = uniqueName('readings');

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { freePort } from '../../scripts/kafka.ts';
 import { countColour, decodePng } from '../png.ts';
-import { root, s3ForTest, sinkScenario } from '../helpers.ts';
+import { busyPod, npmStart, readObjects, root, s3ForTest, sinkScenario, waitFor } from '../helpers.ts';
 
 const credentials = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test-secret' };
 
@@ -266,4 +266,43 @@ test('the report says plainly when the prefix holds nothing, or the bucket is no
   const missing = await report(['--bucket', 'no-such-bucket'], env);
   assert.equal(missing.code, 1);
   assert.equal(missing.stderr, `report: bucket no-such-bucket does not exist at ${s3.endpoint} (--bucket or S3_BUCKET)\n`);
+});
+
+test("the report on npm start's output: the node and the pods, in the table and on the page", async (t) => {
+  // A pod on this machine as the kubelet would lay it out (its cgroup, a quarter core, busy): npm
+  // start's sampler reads the machine's cgroups, so its readings hold this node and that pod (by
+  // UID: there is no Kubernetes API to name it).
+  const pod = busyPod(t);
+  const { ports, output, ctrlC } = await npmStart(t, [], [], { NODE_NAME: 'report-node' });
+  const endpoint = `http://127.0.0.1:${ports.S3_PORT}`;
+  await waitFor(
+    "the pod's readings in S3",
+    async () => (await readObjects(endpoint, 'cpu-pipeline-local')).some((o) => o.lines.some((l) => l.includes(pod.uid))),
+    120_000,
+  );
+  const out = join(mkdtempSync(join(tmpdir(), 'report-')), 'report.html');
+  t.after(() => rmSync(join(out, '..'), { recursive: true, force: true }));
+  const run = await report(['--bucket', 'cpu-pipeline-local', '--endpoint', endpoint, '--path-style', '--out', out], credentials);
+  await ctrlC();
+  assert.equal(run.code, 0, `${run.stderr}\n${output()}`);
+  t.diagnostic(run.stdout);
+  assert.match(run.stdout, /^report-node\s+\d+\s/m, 'the node in the table');
+  assert.match(run.stdout, new RegExp(pod.uid), 'the pod in the table, by UID');
+
+  const page = await (await browser(t)).newPage();
+  await page.goto(pathToFileURL(out).href);
+  const names = (chart: string) => page.$$eval(`#${chart} path.series`, (paths) => paths.map((p) => p.getAttribute('data-name')));
+  assert.deepEqual(await names('busy'), ['report-node'], "the node's line");
+  assert.ok(
+    (await names('pods')).some((n) => n?.includes(pod.uid)),
+    "the pod's line, by UID",
+  );
+  // Drawn, not only in the DOM: the node's colour is on the screenshot.
+  const colour = await page.$eval('#busy path.series', (p) => p.getAttribute('stroke')!);
+  const box = await page.$eval('#busy', (svg) => {
+    const r = svg.getBoundingClientRect();
+    return { x: r.x, y: r.y, width: r.width, height: r.height }; // the page is not scrolled: page coordinates
+  });
+  const png = decodePng(await page.screenshot({ fullPage: true }));
+  assert.ok(countColour(png, colour, box) > 50, `the node's line (${colour}) is on the screenshot, in its chart`);
 });
