@@ -275,6 +275,7 @@ test("the report on npm start's output: the node and the pods, in the table and 
   const pod = busyPod(t);
   const { ports, output, ctrlC } = await npmStart(t, [], [], { NODE_NAME: 'report-node' });
   const endpoint = `http://127.0.0.1:${ports.S3_PORT}`;
+  await waitFor('npm start running', () => output().includes('[dev] pipeline running'), 120_000);
   await waitFor(
     "the pod's readings in S3",
     async () => (await readObjects(endpoint, 'cpu-pipeline-local')).some((o) => o.lines.some((l) => l.includes(pod.uid))),
