@@ -12,7 +12,9 @@
 #      ip6tables: pods have no IPv6 addresses here, and nothing from the pod bridge is routed out;
 #   3. containerd runs with a proxy on 127.0.0.1:9, which refuses: a missing image fails at once.
 # Pods on the host's network would be the host's traffic, outside all of this: the apiserver allows
-# no privileged pods, and Pod Security "restricted" (up.sh) admits no hostNetwork pod outside kube-system.
+# no privileged pods, Pod Security "restricted" (up.sh) admits no hostNetwork pod outside kube-system,
+# and an admission policy (host-namespaces-policy.yaml, applied and tried by up.sh before any
+# workload) refuses one there also in a namespace whose labels relax Pod Security.
 # A chain in the raw table counts the packets pods addressed to somewhere off the machine (the
 # route then refused them): not a part of the guard, the evidence of whether it was needed.
 

@@ -198,6 +198,20 @@ YAML
 start kube-proxy "$KB/bin/kube-proxy" --config="$KS/etc/kube-proxy.yaml"
 waitfor "node $NODE_NAME Ready" 120 kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
 
+# ---------------------------------------------------------------- no pod on the host's namespaces
+# Before any workload: the admission policy that keeps pods off the host's network whatever a
+# namespace's Pod Security labels say (host-namespaces-policy.yaml), and proof that it refuses one.
+# The probe asks in a namespace that Pod Security lets through, as the pipeline's does.
+kctl apply -f "$here/host-namespaces-policy.yaml" >/dev/null
+kctl create namespace cpu-pipeline-guard-probe >/dev/null
+kctl label namespace cpu-pipeline-guard-probe pod-security.kubernetes.io/enforce=privileged >/dev/null
+host_network_refused() {
+  kctl -n cpu-pipeline-guard-probe run guard-probe --image=none --restart=Never --dry-run=server \
+    --overrides='{"apiVersion":"v1","spec":{"hostNetwork":true}}' 2>&1 | grep -q "cpu-pipeline-no-host-namespaces"
+}
+waitfor "the admission policy refuses a pod on the host's network" 60 host_network_refused
+kctl delete namespace cpu-pipeline-guard-probe --wait=false >/dev/null
+
 # ---------------------------------------------------------------- CoreDNS, then the guard once more
 sed "s#registry.k8s.io/coredns/coredns:v[0-9.]*#$COREDNS_IMAGE#; s#10.96.0.10#$DNS_IP#" "$here/coredns.yaml" | kctl apply -f - >/dev/null
 waitfor "CoreDNS available" 180 kctl -n kube-system wait --for=condition=Available deploy/coredns --timeout=2s

@@ -84,6 +84,16 @@ test('the Helm chart on a real cluster, pointed at an S3-compatible server', { t
     'the local overlay has an S3 server, its bucket Job, its settings and credentials',
   );
   kubectl(['create', 'namespace', namespace]);
+  // As chart/README.md says for a cluster that enforces Pod Security: the sampler's read-only mount
+  // of the host's cgroups needs "privileged"; the rest is warned about against "restricted".
+  kubectl([
+    'label',
+    'namespace',
+    namespace,
+    'pod-security.kubernetes.io/enforce=privileged',
+    'pod-security.kubernetes.io/warn=restricted',
+    'pod-security.kubernetes.io/audit=restricted',
+  ]);
   t.after(() =>
     kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=180s'], {
       allowFail: true,

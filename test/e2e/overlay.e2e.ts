@@ -73,7 +73,17 @@ test('k8s/overlays/local on a real cluster', { timeout: 30 * 60_000 }, async (t)
   await t.test('apply -k: every pod Ready, the setup Jobs Completed, the topic created', () => {
     const appliedAt = Date.now();
     applied = true;
-    log(kubectl(['apply', '-k', overlay]).out.trim().split('\n').join(', '));
+    const applied_ = kubectl(['apply', '-k', overlay]);
+    log(applied_.out.trim().split('\n').join(', '));
+    // The namespace enforces Pod Security "privileged" for the sampler's host mount and warns
+    // against "restricted": the one warning is about that volume, every other pod meets it.
+    const warnings = applied_.err.split('\n').filter((l) => l.startsWith('Warning:'));
+    assert.ok(warnings.length >= 1, 'the API server warns against "restricted"');
+    for (const w of warnings)
+      assert.match(
+        w,
+        /^Warning: would violate PodSecurity "restricted:latest": restricted volume types \(volume "host-cgroup" uses restricted volume type "hostPath"\)$/,
+      );
     allReadyAt = waitReady(namespace, p.workloads, p.jobs, appliedAt);
     log(`all pods Ready or Completed ${((allReadyAt - appliedAt) / 1000).toFixed(1)} s after apply`);
     const topicsJob = p.jobs.find(
