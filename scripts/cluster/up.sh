@@ -205,9 +205,9 @@ waitfor "node $NODE_NAME Ready" 120 kctl wait --for=condition=Ready "node/$NODE_
 kctl apply -f "$here/host-namespaces-policy.yaml" >/dev/null
 kctl create namespace cpu-pipeline-guard-probe >/dev/null
 kctl label namespace cpu-pipeline-guard-probe pod-security.kubernetes.io/enforce=privileged >/dev/null
-host_network_refused() {
-  kctl -n cpu-pipeline-guard-probe run guard-probe --image=none --restart=Never --dry-run=server \
-    --overrides='{"apiVersion":"v1","spec":{"hostNetwork":true}}' 2>&1 | grep -q "cpu-pipeline-no-host-namespaces"
+host_network_refused() { # (the request fails: no pipe into grep, whose match pipefail would hide)
+  grep -q "cpu-pipeline-no-host-namespaces" < <(kctl -n cpu-pipeline-guard-probe run guard-probe --image=none \
+    --restart=Never --dry-run=server --overrides='{"apiVersion":"v1","spec":{"hostNetwork":true}}' 2>&1)
 }
 waitfor "the admission policy refuses a pod on the host's network" 60 host_network_refused
 kctl delete namespace cpu-pipeline-guard-probe --wait=false >/dev/null
