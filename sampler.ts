@@ -670,15 +670,15 @@ export function snapshotter(procRoot: string, cgroupRoot: string) {
   const hasProcStat = existsSync(statPath);
   const selfCgroup = existsSync(join(procRoot, 'self', 'cgroup')) ? readFileSync(join(procRoot, 'self', 'cgroup'), 'utf8') : '';
   const where = locateCgroup(selfCgroup, cgroupRoot);
-  const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined);
   function cgroup(): CgroupSample | undefined {
-    if (where.version === 2) return parseCgroupV2(readFileSync(join(where.dir, 'cpu.stat'), 'utf8'), read(join(where.dir, 'cpu.max')));
+    if (where.version === 2)
+      return parseCgroupV2(readFileSync(join(where.dir, 'cpu.stat'), 'utf8'), readIfThere(join(where.dir, 'cpu.max')));
     if (where.version === 1) {
       const q = where.quotaDir;
       return parseCgroupV1(
         readFileSync(where.usageFile, 'utf8'),
-        q && read(join(q, 'cpu.cfs_quota_us')),
-        q && read(join(q, 'cpu.cfs_period_us')),
+        q && readIfThere(join(q, 'cpu.cfs_quota_us')),
+        q && readIfThere(join(q, 'cpu.cfs_period_us')),
       );
     }
     return undefined;

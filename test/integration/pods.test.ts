@@ -8,25 +8,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { PodReading } from '../../sampler.ts';
 import { busyPod, createTopic, readTopic, runProgram, sharedKafka, uniqueName, waitFor } from '../helpers.ts';
-
-type PodReading = {
-  kind: 'pod';
-  window_end: string;
-  window_seconds: number;
-  node: string;
-  pod_uid: string;
-  pod: string | null;
-  namespace: string | null;
-  qos_class: string;
-  cgroup_version: number;
-  cores_used: number;
-  request_cores: number | null;
-  limit_cores: number | null;
-  limit_percent: number | null;
-  request_percent: number | null;
-  throttled_seconds: number | null;
-};
 
 test("on this machine's cgroups: a process of known load in a pod's cgroup is read as that pod, by UID, at its limit", async (t) => {
   const pod = busyPod(t);
